@@ -1,0 +1,1 @@
+//! The expect engine over a serial console.

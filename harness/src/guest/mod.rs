@@ -1,0 +1,1 @@
+//! The built-in guest: pinned Debian packages made into an ISO, a disk and direct-boot artifacts.

@@ -1,0 +1,10 @@
+//! labcheck: verifies QEMU lab handouts against real virtual machines.
+//!
+//! See ARCHITECTURE.md at the repository root for the map of these modules and
+//! the invariants that keep them apart.
+
+pub mod console;
+pub mod guest;
+pub mod scenario;
+pub mod time;
+pub mod vm;
