@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A place in a lab file, for messages that point back into it.
+/// A place in a lab file, for messages that point back into it: 1-based
+/// line and column (in characters). For a VM or a step, the start of its
+/// table (its `[vm.NAME]` or `[[step]]` header).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Location {
     pub file: PathBuf,
@@ -97,8 +99,8 @@ pub enum Interaction {
 #[derive(Debug, Clone)]
 pub enum Check {
     /// `check = { qemu-img-info = "vm2.qcow2", field = "backing-filename", equals = "vm1.qcow2" }`
-    /// `field` is a key of `qemu-img info --output=json`; `equals = false`
-    /// (or absent with `absent = true`) checks the key is missing.
+    /// `field` is a key of `qemu-img info --output=json`; `equals` takes any
+    /// TOML value, compared as JSON; `absent = true` instead checks the key is missing.
     QemuImgInfo {
         image: String,
         field: String,

@@ -1,0 +1,1351 @@
+//! Phase two: the raw lab checked and turned into the model. Every problem is
+//! collected in one pass, so an author fixes a file in one go.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use regex::Regex;
+use toml::Spanned;
+
+use super::error::{Problem, TextPosition};
+use super::model::{
+    Action, Check, DigestMode, Erratum, Expectation, FieldExpect, GuestForm, ImageStandIn,
+    Interaction, Lab, Location, Step, VmSpec,
+};
+use super::raw::{
+    in_file_order, items, RawCheck, RawErratum, RawExpect, RawHeader, RawInteraction, RawLab,
+    RawStep, RawVm, Strings,
+};
+use crate::time::parse_duration;
+
+const GUEST_FORMS: [(&str, GuestForm); 2] = [
+    ("guest:iso", GuestForm::Iso),
+    ("guest:disk", GuestForm::Disk),
+];
+
+pub(super) fn validate(path: &Path, text: &str, raw: &RawLab) -> Result<Lab, Vec<Problem>> {
+    let mut validator = Validator {
+        path,
+        text,
+        problems: Vec::new(),
+        vm_names: raw.vm.keys().map(|name| name.get_ref().clone()).collect(),
+        step_names: HashMap::new(),
+        saved_digests: HashMap::new(),
+        every_save: raw
+            .step
+            .iter()
+            .chain(&raw.cleanup)
+            .filter_map(|step| step.get_ref().check.as_ref()?.get_ref().save.as_ref())
+            .map(|save| (save.get_ref().clone(), save.span()))
+            .collect(),
+    };
+    let lab = validator.lab(raw);
+    match lab {
+        Some(lab) if validator.problems.is_empty() => Ok(lab),
+        _ => {
+            debug_assert!(
+                !validator.problems.is_empty(),
+                "a rejected lab must say why"
+            );
+            Err(validator.problems)
+        }
+    }
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+    text: &'a str,
+    problems: Vec<Problem>,
+    vm_names: Vec<String>,
+    /// First use of each step name.
+    step_names: HashMap<String, Range<usize>>,
+    /// Digests saved by the steps validated so far.
+    saved_digests: HashMap<String, Range<usize>>,
+    /// Every `save` in the file, for help when a `same-as` comes too early.
+    every_save: Vec<(String, Range<usize>)>,
+}
+
+impl Validator<'_> {
+    fn lab(&mut self, raw: &RawLab) -> Option<Lab> {
+        let header = self.header(raw.lab.as_ref());
+        let images = self.all(in_file_order(&raw.images), |v, (name, form)| {
+            v.image(name, form)
+        });
+        let vms = self.all(in_file_order(&raw.vm), |v, (name, vm)| v.vm(name, vm));
+        if raw.step.is_empty() {
+            let at = raw.lab.as_ref().map_or(0..0, |lab| self.head(lab.span()));
+            self.report(
+                Problem::new(at, "the lab has no steps", "no [[step]] in this lab")
+                    .with_help("add a [[step]] table with a `name` and an action"),
+            );
+        }
+        let steps = self.all(&raw.step, |v, step| v.step(step, "[[step]]"));
+        let cleanup = self.all(&raw.cleanup, |v, step| v.step(step, "[[cleanup]]"));
+        let (id, title, handout) = header?;
+        Some(Lab {
+            id,
+            title,
+            handout,
+            source: self.path.to_path_buf(),
+            images: images?,
+            vms: vms?,
+            steps: steps?,
+            cleanup: cleanup?,
+        })
+    }
+
+    /// Checks every item (so that all problems are found), then gives them
+    /// all or, if any was wrong, none.
+    fn all<I: IntoIterator, T>(
+        &mut self,
+        items: I,
+        mut check: impl FnMut(&mut Self, I::Item) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let checked: Vec<Option<T>> = items.into_iter().map(|item| check(self, item)).collect();
+        checked.into_iter().collect()
+    }
+
+    /// Checks a key that may be left out: `Some(None)` when it is absent,
+    /// `Some(Some(value))` when it is right, `None` when it is wrong.
+    fn optional<R, T>(
+        &mut self,
+        raw: Option<&R>,
+        check: impl FnOnce(&mut Self, &R) -> Option<T>,
+    ) -> Option<Option<T>> {
+        match raw {
+            None => Some(None),
+            Some(raw) => check(self, raw).map(Some),
+        }
+    }
+
+    fn report(&mut self, problem: Problem) {
+        self.problems.push(problem);
+    }
+
+    /// Reports a problem that leaves nothing to build.
+    fn reject<T>(&mut self, problem: Problem) -> Option<T> {
+        self.report(problem);
+        None
+    }
+
+    fn header(&mut self, header: Option<&Spanned<RawHeader>>) -> Option<(String, String, String)> {
+        let Some(header) = header else {
+            return self.reject(
+                Problem::new(0..0, "the lab file has no [lab] table", "expected [lab]")
+                    .with_help("start the file with [lab] and its `id`, `title` and `handout`"),
+            );
+        };
+        let head = self.head(header.span());
+        let raw = header.get_ref();
+        let id = self.required_text(raw.id.as_ref(), "id", "[lab]", &head);
+        let id = match id {
+            Some(id) if self.name_is_valid(id, "lab id") => Some(id.get_ref().clone()),
+            _ => None,
+        };
+        let title = self.required_text(raw.title.as_ref(), "title", "[lab]", &head);
+        let handout = self.required_text(raw.handout.as_ref(), "handout", "[lab]", &head);
+        Some((id?, title?.get_ref().clone(), handout?.get_ref().clone()))
+    }
+
+    fn image(&mut self, name: &Spanned<String>, form: &Spanned<String>) -> Option<ImageStandIn> {
+        let file_name = name.get_ref();
+        let name_is_valid = !file_name.is_empty()
+            && !file_name.contains('/')
+            && file_name != "."
+            && file_name != "..";
+        if !name_is_valid {
+            self.report(
+                Problem::new(
+                    name.span(),
+                    format!("`{file_name}` is not a file name"),
+                    "not a file name",
+                )
+                .with_help("name the file as the handout does, without a directory"),
+            );
+        }
+        let form = match GUEST_FORMS
+            .iter()
+            .find(|(label, _)| label == form.get_ref())
+        {
+            Some((_, form)) => Some(*form),
+            None => {
+                let labels = GUEST_FORMS.map(|(label, _)| label);
+                let help = match nearest(form.get_ref(), labels) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None => "use `guest:iso` (bootable ISO) or `guest:disk` (bootable qcow2 disk)"
+                        .to_owned(),
+                };
+                self.reject(
+                    Problem::new(
+                        form.span(),
+                        format!("`{}` is not a guest form", form.get_ref()),
+                        "unknown form",
+                    )
+                    .with_help(help),
+                )
+            }
+        };
+        name_is_valid.then_some(())?;
+        Some(ImageStandIn {
+            name: file_name.clone(),
+            form: form?,
+        })
+    }
+
+    fn vm(&mut self, name: &Spanned<String>, vm: &Spanned<RawVm>) -> Option<VmSpec> {
+        let name_is_valid = self.name_is_valid(name, "VM name");
+        let table = format!("[vm.{}]", name.get_ref());
+        let head = self.head(vm.span());
+        let qemu = self.required_text(vm.get_ref().qemu.as_ref(), "qemu", &table, &head);
+        name_is_valid.then_some(())?;
+        Some(VmSpec {
+            name: name.get_ref().clone(),
+            qemu: qemu?.get_ref().clone(),
+            location: self.location(vm.span()),
+        })
+    }
+
+    fn step(&mut self, raw: &Spanned<RawStep>, table: &str) -> Option<Step> {
+        let head = self.head(raw.span());
+        let step = raw.get_ref();
+        let name = self.step_name(step, table, &head);
+        let action = self.action(step, &head);
+        let default_exit = match action {
+            Some(Action::Host { .. } | Action::Guest { .. }) => Some(0),
+            _ => None,
+        };
+        let expect = match &step.expect {
+            Some(expect) => self.expectation(expect.get_ref(), default_exit),
+            None => Some(Expectation {
+                exit: default_exit,
+                ..Expectation::default()
+            }),
+        };
+        let erratum = self.optional(step.erratum.as_ref(), Self::erratum);
+        let timeout = self.optional(step.timeout.as_ref(), Self::timeout);
+        Some(Step {
+            name: name?,
+            location: self.location(raw.span()),
+            action: action?,
+            expect: expect?,
+            erratum: erratum?,
+            timeout: timeout?,
+        })
+    }
+
+    fn step_name(&mut self, step: &RawStep, table: &str, head: &Range<usize>) -> Option<String> {
+        let name = self.required_text(step.name.as_ref(), "name", table, head)?;
+        if let Some(first) = self.step_names.get(name.get_ref()) {
+            let line = TextPosition::of(self.text, first.start).line;
+            return self.reject(
+                Problem::new(
+                    name.span(),
+                    format!("two steps are named `{}`", name.get_ref()),
+                    "second use of this name",
+                )
+                .with_help(format!(
+                    "the first is at line {line}; reports tell steps apart by name, so make it unique"
+                )),
+            );
+        }
+        self.step_names.insert(name.get_ref().clone(), name.span());
+        Some(name.get_ref().clone())
+    }
+
+    fn action(&mut self, step: &RawStep, head: &Range<usize>) -> Option<Action> {
+        let given: Vec<(&str, Range<usize>)> = [
+            ("host", step.host.as_ref().map(Spanned::span)),
+            ("run", step.run.as_ref().map(Spanned::span)),
+            ("interact", step.interact.as_ref().map(Spanned::span)),
+            ("boot", step.boot.as_ref().map(Spanned::span)),
+            ("reboot", step.reboot.as_ref().map(Spanned::span)),
+            ("poweroff", step.poweroff.as_ref().map(Spanned::span)),
+            ("check", step.check.as_ref().map(Spanned::span)),
+        ]
+        .into_iter()
+        .filter_map(|(key, span)| Some((key, span?)))
+        .collect();
+        let (key, span) = match given.as_slice() {
+            [] => {
+                return self.reject(
+                    Problem::new(head.clone(), "this step has no action", "no action").with_help(
+                        "add one of `host`, `run` (with `on`), `interact` (with `on`), `boot`, \
+                         `reboot`, `poweroff` or `check`",
+                    ),
+                );
+            }
+            [one] => one.clone(),
+            [(first, _), more @ ..] => {
+                for (key, span) in more {
+                    self.report(
+                        Problem::new(
+                            span.clone(),
+                            format!(
+                                "a step has one action, but this one has `{first}` and `{key}`"
+                            ),
+                            "second action",
+                        )
+                        .with_help("split it into two [[step]] tables"),
+                    );
+                }
+                return None;
+            }
+        };
+        let on = match (key, &step.on) {
+            ("run" | "interact", Some(on)) => Some(self.vm_reference(on)),
+            ("run" | "interact", None) => {
+                return self.reject(
+                    Problem::new(span, format!("`{key}` needs `on`"), "which VM?").with_help(
+                        format!(
+                            "say which VM it is typed into: on = \"{}\"",
+                            self.example_vm()
+                        ),
+                    ),
+                );
+            }
+            (_, Some(on)) => {
+                return self.reject(
+                    Problem::new(
+                        on.span(),
+                        format!("`on` does not apply to `{key}`"),
+                        "not used",
+                    )
+                    .with_help("`on` goes with `run` and `interact` only; remove it"),
+                );
+            }
+            (_, None) => None,
+        };
+        self.action_of(step, on)
+    }
+
+    /// The step's one action; `on` is the checked VM for `run` and `interact`.
+    fn action_of(&mut self, step: &RawStep, on: Option<Option<String>>) -> Option<Action> {
+        if let Some(command) = &step.host {
+            let command = self.text(command, "host")?;
+            return Some(Action::Host { command });
+        }
+        if let Some(command) = &step.run {
+            let command = self.text(command, "run");
+            return Some(Action::Guest {
+                vm: on.flatten()?,
+                command: command?,
+            });
+        }
+        if let Some(script) = &step.interact {
+            let script = self.interaction_script(script);
+            return Some(Action::Interact {
+                vm: on.flatten()?,
+                script: script?,
+            });
+        }
+        if let Some(vms) = &step.boot {
+            return self.boot(vms).map(|vms| Action::Boot { vms });
+        }
+        if let Some(vm) = &step.reboot {
+            return self.vm_reference(vm).map(|vm| Action::Reboot { vm });
+        }
+        if let Some(vm) = &step.poweroff {
+            return self.vm_reference(vm).map(|vm| Action::Poweroff { vm });
+        }
+        let check = step.check.as_ref()?;
+        self.check(check).map(Action::Check)
+    }
+
+    fn boot(&mut self, vms: &Spanned<Strings>) -> Option<Vec<String>> {
+        let items = items(vms);
+        if items.is_empty() {
+            return self.reject(
+                Problem::new(vms.span(), "`boot` names no VM", "empty list")
+                    .with_help(format!("name a VM: boot = \"{}\"", self.example_vm())),
+            );
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        self.all(items, |v, (span, name)| {
+            if seen.contains(&name) {
+                return v.reject(Problem::new(
+                    span,
+                    format!("`{name}` is booted twice in one step"),
+                    "again",
+                ));
+            }
+            seen.push(name);
+            v.vm_reference(&Spanned::new(span, name.to_owned()))
+        })
+    }
+
+    fn interaction_script(
+        &mut self,
+        script: &Spanned<Vec<Spanned<RawInteraction>>>,
+    ) -> Option<Vec<Interaction>> {
+        if script.get_ref().is_empty() {
+            return self.reject(
+                Problem::new(script.span(), "`interact` is empty", "no interactions").with_help(
+                    "give a list such as [{ send = \"command\\n\" }, { expect = \"reply\" }]",
+                ),
+            );
+        }
+        self.all(script.get_ref(), Self::interaction)
+    }
+
+    fn interaction(&mut self, item: &Spanned<RawInteraction>) -> Option<Interaction> {
+        match (&item.get_ref().send, &item.get_ref().expect) {
+            (Some(send), None) => self.text(send, "send").map(Interaction::Send),
+            (None, Some(pattern)) => self.regex(pattern).map(Interaction::Expect),
+            (Some(_), Some(expect)) => self.reject(
+                Problem::new(
+                    expect.span(),
+                    "an interaction either sends or expects, not both",
+                    "second key",
+                )
+                .with_help("split it: { send = \"…\" }, { expect = \"…\" }"),
+            ),
+            (None, None) => self.reject(
+                Problem::new(
+                    item.span(),
+                    "an interaction needs `send` or `expect`",
+                    "empty",
+                )
+                .with_help("write { send = \"…\" } or { expect = \"…\" }"),
+            ),
+        }
+    }
+
+    fn check(&mut self, raw: &Spanned<RawCheck>) -> Option<Check> {
+        let head = self.head(raw.span());
+        let check = raw.get_ref();
+        let kinds: Vec<(CheckKind, Range<usize>)> = [
+            (
+                CheckKind::QemuImgInfo,
+                check.qemu_img_info.as_ref().map(Spanned::span),
+            ),
+            (CheckKind::File, check.file.as_ref().map(Spanned::span)),
+            (CheckKind::Digest, check.digest.as_ref().map(Spanned::span)),
+        ]
+        .into_iter()
+        .filter_map(|(kind, span)| Some((kind, span?)))
+        .collect();
+        let kind = match kinds.as_slice() {
+            [] => {
+                return self.reject(
+                    Problem::new(
+                        head,
+                        "a check needs `qemu-img-info`, `file` or `digest`",
+                        "what to check?",
+                    )
+                    .with_help("for example: check = { file = \"vm2.qcow2\", exists = true }"),
+                );
+            }
+            [(kind, _)] => *kind,
+            [(first, _), more @ ..] => {
+                for (kind, span) in more {
+                    self.report(
+                        Problem::new(
+                            span.clone(),
+                            format!(
+                                "a check tests one thing, but this one has `{}` and `{}`",
+                                first.key(),
+                                kind.key()
+                            ),
+                            "second check",
+                        )
+                        .with_help("split it into two steps"),
+                    );
+                }
+                return None;
+            }
+        };
+        let misplaced = self.misplaced_check_options(check, kind);
+        let checked = match kind {
+            CheckKind::QemuImgInfo => self.qemu_img_info_check(check, &head),
+            CheckKind::File => self.file_check(check),
+            CheckKind::Digest => self.digest_check(check, &head),
+        };
+        if misplaced {
+            return None;
+        }
+        checked
+    }
+
+    /// Reports options that belong to another kind of check; true if any.
+    fn misplaced_check_options(&mut self, check: &RawCheck, kind: CheckKind) -> bool {
+        let options = [
+            ("field", check.field.as_ref().map(Spanned::span)),
+            ("equals", check.equals.as_ref().map(Spanned::span)),
+            ("absent", check.absent.as_ref().map(Spanned::span)),
+            ("exists", check.exists.as_ref().map(Spanned::span)),
+            ("save", check.save.as_ref().map(Spanned::span)),
+            ("same-as", check.same_as.as_ref().map(Spanned::span)),
+        ];
+        let mut misplaced = false;
+        for (option, span) in options {
+            let Some(span) = span else { continue };
+            if kind.options().contains(&option) {
+                continue;
+            }
+            misplaced = true;
+            let takes = kind
+                .options()
+                .iter()
+                .map(|option| format!("`{option}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.report(
+                Problem::new(
+                    span,
+                    format!("`{option}` does not apply to a `{}` check", kind.key()),
+                    "not for this check",
+                )
+                .with_help(format!("a `{}` check takes {takes}", kind.key())),
+            );
+        }
+        misplaced
+    }
+
+    fn qemu_img_info_check(&mut self, check: &RawCheck, head: &Range<usize>) -> Option<Check> {
+        let image = check
+            .qemu_img_info
+            .as_ref()
+            .and_then(|image| self.text(image, "qemu-img-info"));
+        let field = self.required_text(
+            check.field.as_ref(),
+            "field",
+            "the `qemu-img-info` check",
+            head,
+        );
+        let expect = match (&check.equals, &check.absent) {
+            (Some(value), None) => Some(FieldExpect::Equals(json(value.get_ref()))),
+            (None, Some(absent)) if *absent.get_ref() => Some(FieldExpect::Absent),
+            (None, Some(absent)) => self.reject(
+                Problem::new(
+                    absent.span(),
+                    "`absent = false` checks nothing",
+                    "only `true` means something",
+                )
+                .with_help("to check the field's value, write `equals = …` instead"),
+            ),
+            (Some(_), Some(absent)) => self.reject(Problem::new(
+                absent.span(),
+                "give `equals` or `absent = true`, not both",
+                "second expectation",
+            )),
+            (None, None) => self.reject(
+                Problem::new(
+                    head.clone(),
+                    "a `qemu-img-info` check needs `equals = …` or `absent = true`",
+                    "nothing to compare",
+                )
+                .with_help("for example: field = \"backing-filename\", equals = \"vm1.qcow2\""),
+            ),
+        };
+        Some(Check::QemuImgInfo {
+            image: image?,
+            field: field?.get_ref().clone(),
+            expect: expect?,
+        })
+    }
+
+    fn file_check(&mut self, check: &RawCheck) -> Option<Check> {
+        let path = self.text(check.file.as_ref()?, "file")?;
+        let exists = check.exists.as_ref().is_none_or(|exists| *exists.get_ref());
+        Some(Check::File { path, exists })
+    }
+
+    fn digest_check(&mut self, check: &RawCheck, head: &Range<usize>) -> Option<Check> {
+        let path = check
+            .digest
+            .as_ref()
+            .and_then(|path| self.text(path, "digest"));
+        let mode = match (&check.save, &check.same_as) {
+            (Some(name), None) => self.digest_save(name),
+            (None, Some(name)) => self.digest_same_as(name),
+            (Some(_), Some(same_as)) => {
+                return self.reject(
+                    Problem::new(
+                        same_as.span(),
+                        "a digest check either saves or compares, not both",
+                        "second mode",
+                    )
+                    .with_help("split it into two steps"),
+                );
+            }
+            (None, None) => {
+                return self.reject(Problem::new(
+                    head.clone(),
+                    "a `digest` check needs `save = \"name\"` or `same-as = \"name\"`",
+                    "save or compare?",
+                ));
+            }
+        };
+        Some(Check::Digest {
+            path: path?,
+            mode: mode?,
+        })
+    }
+
+    fn digest_save(&mut self, name: &Spanned<String>) -> Option<DigestMode> {
+        let saved = self.text(name, "save")?;
+        if let Some(first) = self.saved_digests.get(&saved) {
+            let line = TextPosition::of(self.text, first.start).line;
+            return self.reject(
+                Problem::new(
+                    name.span(),
+                    format!("a digest named `{saved}` is already saved"),
+                    "saved twice",
+                )
+                .with_help(format!(
+                    "the first save is at line {line}; give this one another name"
+                )),
+            );
+        }
+        self.saved_digests.insert(saved.clone(), name.span());
+        Some(DigestMode::Save(saved))
+    }
+
+    fn digest_same_as(&mut self, name: &Spanned<String>) -> Option<DigestMode> {
+        let wanted = name.get_ref();
+        if self.saved_digests.contains_key(wanted) {
+            return Some(DigestMode::SameAs(wanted.clone()));
+        }
+        let later = self.every_save.iter().find(|(saved, _)| saved == wanted);
+        let help = match later {
+            Some((_, at)) => format!(
+                "it is saved at line {}, after this step; save it before comparing",
+                TextPosition::of(self.text, at.start).line
+            ),
+            None => match nearest(wanted, self.saved_digests.keys()) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => format!(
+                    "save it in an earlier step: check = {{ digest = \"…\", save = \"{wanted}\" }}"
+                ),
+            },
+        };
+        self.reject(
+            Problem::new(
+                name.span(),
+                format!("no earlier step saves a digest named `{wanted}`"),
+                "not saved yet",
+            )
+            .with_help(help),
+        )
+    }
+
+    fn expectation(&mut self, raw: &RawExpect, default_exit: Option<i32>) -> Option<Expectation> {
+        let exit = self.optional(raw.exit.as_ref(), Self::exit_status);
+        let matches = self.optional(raw.matches.as_ref(), Self::regex);
+        let strings = |field: &Option<Spanned<Strings>>| {
+            field.as_ref().map_or(Vec::new(), |strings| {
+                items(strings)
+                    .into_iter()
+                    .map(|(_, text)| text.to_owned())
+                    .collect()
+            })
+        };
+        Some(Expectation {
+            exit: exit?.or(default_exit),
+            output: strings(&raw.output),
+            matches: matches?,
+            absent: strings(&raw.absent),
+        })
+    }
+
+    fn exit_status(&mut self, exit: &Spanned<i64>) -> Option<i32> {
+        match u8::try_from(*exit.get_ref()) {
+            Ok(status) => Some(i32::from(status)),
+            Err(_) => self.reject(
+                Problem::new(
+                    exit.span(),
+                    format!("exit status {} is out of range", exit.get_ref()),
+                    "not in 0..=255",
+                )
+                .with_help("an exit status is a number from 0 to 255"),
+            ),
+        }
+    }
+
+    fn erratum(&mut self, raw: &Spanned<RawErratum>) -> Option<Erratum> {
+        let head = self.head(raw.span());
+        let erratum = raw.get_ref();
+        let reason = self.required_text(erratum.reason.as_ref(), "reason", "`erratum`", &head);
+        let fix = self.optional(erratum.fix.as_ref(), |v, fix| v.text(fix, "fix"));
+        let observed = match &erratum.observed {
+            Some(observed) => self.observed(observed),
+            None => {
+                return self.reject(
+                    Problem::new(head, "the erratum has no `observed`", "how does it show?")
+                        .with_help(
+                            "add observed = { exit = 1, output = \"…\" }: what the handout's \
+                             command does today, so a different failure is not taken for it",
+                        ),
+                );
+            }
+        };
+        Some(Erratum {
+            reason: reason?.get_ref().clone(),
+            fix: fix?,
+            observed: observed?,
+        })
+    }
+
+    fn observed(&mut self, raw: &Spanned<RawExpect>) -> Option<Expectation> {
+        let observed = raw.get_ref();
+        let says_nothing = |strings: &Option<Spanned<Strings>>| {
+            strings
+                .as_ref()
+                .is_none_or(|strings| items(strings).is_empty())
+        };
+        if observed.exit.is_none()
+            && observed.matches.is_none()
+            && says_nothing(&observed.output)
+            && says_nothing(&observed.absent)
+        {
+            return self.reject(
+                Problem::new(raw.span(), "`observed` is empty", "nothing to recognise").with_help(
+                    "say how the failure shows: `exit`, `output`, `matches` or `absent`",
+                ),
+            );
+        }
+        self.expectation(observed, None)
+    }
+
+    fn timeout(&mut self, text: &Spanned<String>) -> Option<Duration> {
+        let problem = match parse_duration(text.get_ref()) {
+            Some(duration) if !duration.is_zero() => return Some(duration),
+            Some(_) => Problem::new(text.span(), "a timeout of zero can never be met", "zero"),
+            None => Problem::new(
+                text.span(),
+                format!("`{}` is not a duration", text.get_ref()),
+                "not a duration",
+            )
+            .with_help("write a number and a unit: `500ms`, `30s`, `1.5s` or `2m`"),
+        };
+        self.reject(problem)
+    }
+
+    fn regex(&mut self, pattern: &Spanned<String>) -> Option<Regex> {
+        let error = match Regex::new(pattern.get_ref()) {
+            Ok(regex) => return Some(regex),
+            Err(error) => error.to_string(),
+        };
+        // The regex crate's message draws the pattern with a caret; its last
+        // `error:` line is the reason, which is what fits on one line.
+        let reason = error
+            .lines()
+            .filter_map(|line| line.strip_prefix("error: "))
+            .next_back()
+            .unwrap_or(&error);
+        let written = self.text.get(pattern.span()).unwrap_or_default();
+        let unescaped_differs =
+            written.get(1..written.len().saturating_sub(1)) != Some(pattern.get_ref());
+        self.reject(
+            Problem::new(
+                pattern.span(),
+                format!("invalid regex: {reason}"),
+                "does not compile",
+            )
+            .with_optional_help(unescaped_differs.then(|| {
+                format!(
+                    "after TOML unescaping, the pattern is `{}`",
+                    pattern.get_ref()
+                )
+            })),
+        )
+    }
+
+    fn vm_reference(&mut self, name: &Spanned<String>) -> Option<String> {
+        let wanted = name.get_ref();
+        if self.vm_names.contains(wanted) {
+            return Some(wanted.clone());
+        }
+        let help = match nearest(wanted, &self.vm_names) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None if self.vm_names.is_empty() => {
+                format!("declare it in a [vm.{wanted}] table with its `qemu` command line")
+            }
+            None => format!("the lab declares {}", self.vm_names.join(", ")),
+        };
+        self.reject(
+            Problem::new(
+                name.span(),
+                format!("unknown VM `{wanted}`"),
+                "not declared under [vm]",
+            )
+            .with_help(help),
+        )
+    }
+
+    fn example_vm(&self) -> &str {
+        self.vm_names.first().map_or("vm1", String::as_str)
+    }
+
+    /// Reports a lab id or VM name that is not `[a-z0-9][a-z0-9-]*`; true if valid.
+    fn name_is_valid(&mut self, name: &Spanned<String>, what: &str) -> bool {
+        if is_name(name.get_ref()) {
+            return true;
+        }
+        let suggestion = to_name(name.get_ref());
+        self.report(
+            Problem::new(
+                name.span(),
+                format!("`{}` is not a valid {what}", name.get_ref()),
+                "lowercase letters, digits and `-` only",
+            )
+            .with_optional_help(
+                (!suggestion.is_empty()).then(|| format!("did you mean `{suggestion}`?")),
+            ),
+        );
+        false
+    }
+
+    /// A required string key that must not be blank.
+    fn required_text<'r>(
+        &mut self,
+        value: Option<&'r Spanned<String>>,
+        key: &str,
+        owner: &str,
+        owner_head: &Range<usize>,
+    ) -> Option<&'r Spanned<String>> {
+        let Some(value) = value else {
+            return self.reject(Problem::new(
+                owner_head.clone(),
+                format!("{owner} has no `{key}`"),
+                format!("`{key}` missing"),
+            ));
+        };
+        self.text(value, key)?;
+        Some(value)
+    }
+
+    /// A string that must not be blank.
+    fn text(&mut self, value: &Spanned<String>, key: &str) -> Option<String> {
+        if value.get_ref().trim().is_empty() {
+            return self.reject(Problem::new(
+                value.span(),
+                format!("`{key}` is empty"),
+                "empty",
+            ));
+        }
+        Some(value.get_ref().clone())
+    }
+
+    /// The first line of a span: where a table's header is, without its body.
+    fn head(&self, span: Range<usize>) -> Range<usize> {
+        let end = self
+            .text
+            .get(span.clone())
+            .and_then(|spanned| spanned.find('\n'))
+            .map_or(span.end, |newline| span.start + newline);
+        span.start..end
+    }
+
+    fn location(&self, span: Range<usize>) -> Location {
+        let at = TextPosition::of(self.text, span.start);
+        Location {
+            file: self.path.to_path_buf(),
+            line: at.line,
+            column: at.column,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum CheckKind {
+    QemuImgInfo,
+    File,
+    Digest,
+}
+
+impl CheckKind {
+    fn key(self) -> &'static str {
+        match self {
+            CheckKind::QemuImgInfo => "qemu-img-info",
+            CheckKind::File => "file",
+            CheckKind::Digest => "digest",
+        }
+    }
+
+    fn options(self) -> &'static [&'static str] {
+        match self {
+            CheckKind::QemuImgInfo => &["field", "equals", "absent"],
+            CheckKind::File => &["exists"],
+            CheckKind::Digest => &["save", "same-as"],
+        }
+    }
+}
+
+fn is_name(text: &str) -> bool {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    text.starts_with(allowed) && text.chars().all(|c| allowed(c) || c == '-')
+}
+
+/// The nearest valid name: lowercase, runs of other characters as one `-`.
+fn to_name(text: &str) -> String {
+    let lowered = text.to_lowercase();
+    let words: Vec<&str> = lowered
+        .split(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit()))
+        .filter(|word| !word.is_empty())
+        .collect();
+    words.join("-")
+}
+
+/// TOML values as the JSON that `qemu-img info --output=json` prints.
+fn json(value: &toml::Value) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match value {
+        toml::Value::String(text) => Json::String(text.clone()),
+        toml::Value::Integer(number) => Json::from(*number),
+        toml::Value::Float(number) => Json::from(*number),
+        toml::Value::Boolean(flag) => Json::Bool(*flag),
+        toml::Value::Datetime(datetime) => Json::String(datetime.to_string()),
+        toml::Value::Array(items) => Json::Array(items.iter().map(json).collect()),
+        toml::Value::Table(table) => Json::Object(
+            table
+                .iter()
+                .map(|(key, value)| (key.clone(), json(value)))
+                .collect(),
+        ),
+    }
+}
+
+/// The candidate a typo most likely meant: within about a third of its
+/// length in edits.
+pub(super) fn nearest<'c>(
+    wanted: &str,
+    candidates: impl IntoIterator<Item = &'c (impl AsRef<str> + 'c + ?Sized)>,
+) -> Option<&'c str> {
+    candidates
+        .into_iter()
+        .map(AsRef::as_ref)
+        .map(|candidate| (edit_distance(wanted, candidate), candidate))
+        .filter(|(distance, candidate)| distance * 3 <= candidate.chars().count().max(3))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Edit distance in characters, counting a swap of neighbours as one edit
+/// (optimal string alignment): `vm1` for `mv1` is a typo of one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // rows[i][j]: distance between the first i characters of a and first j of b.
+    let mut rows = vec![vec![0; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let substitution = rows[i - 1][j - 1] + usize::from(a[i - 1] != b[j - 1]);
+            let mut best = substitution.min(rows[i - 1][j] + 1).min(rows[i][j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::parse;
+    use rstest::rstest;
+
+    /// A valid lab of one step (lines 1 to 12); cases append from line 13.
+    const BASE: &str =
+        "[lab]\nid = \"t\"\ntitle = \"T\"\nhandout = \"H\"\n\n[vm.vm1]\nqemu = \"q\"\n\n\
+                        [[step]]\nname = \"ok\"\nhost = \"true\"\n\n";
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse(Path::new("t.toml"), text) {
+            Ok(lab) => panic!("accepted: {lab:?}"),
+            Err(error) => error.located_messages(),
+        }
+    }
+
+    fn lab(tail: &str) -> Lab {
+        parse(Path::new("t.toml"), &format!("{BASE}{tail}"))
+            .unwrap_or_else(|error| panic!("{}", error.located_messages().join("\n")))
+    }
+
+    #[test]
+    fn base_is_valid() {
+        assert_eq!(lab("").steps.len(), 1);
+    }
+
+    #[rstest]
+    #[case::no_action("[[step]]\nname = \"a\"\n", "13:1: this step has no action")]
+    #[case::two_actions(
+        "[[step]]\nname = \"a\"\nhost = \"ls\"\nreboot = \"vm1\"\n",
+        "16:10: a step has one action, but this one has `host` and `reboot`"
+    )]
+    #[case::run_without_on("[[step]]\nname = \"a\"\nrun = \"ls\"\n", "15:7: `run` needs `on`")]
+    #[case::interact_without_on(
+        "[[step]]\nname = \"a\"\ninteract = [{ send = \"x\" }]\n",
+        "15:12: `interact` needs `on`"
+    )]
+    #[case::on_with_boot(
+        "[[step]]\nname = \"a\"\non = \"vm1\"\nboot = \"vm1\"\n",
+        "15:6: `on` does not apply to `boot`"
+    )]
+    #[case::unknown_vm(
+        "[[step]]\nname = \"a\"\nreboot = \"vm9\"\n",
+        "15:10: unknown VM `vm9`"
+    )]
+    #[case::unknown_vm_in_on(
+        "[[step]]\nname = \"a\"\non = \"vm9\"\nrun = \"ls\"\n",
+        "15:6: unknown VM `vm9`"
+    )]
+    #[case::no_name("[[step]]\nhost = \"ls\"\n", "13:1: [[step]] has no `name`")]
+    #[case::blank_name("[[step]]\nname = \" \"\nhost = \"ls\"\n", "14:8: `name` is empty")]
+    #[case::duplicate_name(
+        "[[step]]\nname = \"ok\"\nhost = \"ls\"\n",
+        "14:8: two steps are named `ok`"
+    )]
+    #[case::cleanup_reuses_a_step_name(
+        "[[cleanup]]\nname = \"ok\"\nhost = \"ls\"\n",
+        "14:8: two steps are named `ok`"
+    )]
+    #[case::cleanup_no_name("[[cleanup]]\nhost = \"ls\"\n", "13:1: [[cleanup]] has no `name`")]
+    #[case::blank_command("[[step]]\nname = \"a\"\nhost = \"\"\n", "15:8: `host` is empty")]
+    #[case::bad_regex_in_expect(
+        "[[step]]\nname = \"a\"\nhost = \"ls\"\nexpect = { matches = \"a(\" }\n",
+        "16:22: invalid regex: unclosed group"
+    )]
+    #[case::bad_regex_in_interact(
+        "[[step]]\nname = \"a\"\non = \"vm1\"\ninteract = [{ expect = \"[\" }]\n",
+        "16:24: invalid regex: unclosed character class"
+    )]
+    #[case::duration_without_unit(
+        "[[step]]\nname = \"a\"\nboot = \"vm1\"\ntimeout = \"30\"\n",
+        "16:11: `30` is not a duration"
+    )]
+    #[case::zero_duration(
+        "[[step]]\nname = \"a\"\nboot = \"vm1\"\ntimeout = \"0s\"\n",
+        "16:11: a timeout of zero can never be met"
+    )]
+    #[case::same_as_unsaved(
+        "[[step]]\nname = \"a\"\ncheck = { digest = \"d\", same-as = \"x\" }\n",
+        "15:35: no earlier step saves a digest named `x`"
+    )]
+    #[case::saved_twice(
+        "[[step]]\nname = \"a\"\ncheck = { digest = \"d\", save = \"x\" }\n\
+         [[step]]\nname = \"b\"\ncheck = { digest = \"d\", save = \"x\" }\n",
+        "18:32: a digest named `x` is already saved"
+    )]
+    #[case::exit_too_large(
+        "[[step]]\nname = \"a\"\nhost = \"ls\"\nexpect = { exit = 256 }\n",
+        "16:19: exit status 256 is out of range"
+    )]
+    #[case::exit_negative(
+        "[[step]]\nname = \"a\"\nhost = \"ls\"\nexpect = { exit = -1 }\n",
+        "16:19: exit status -1 is out of range"
+    )]
+    #[case::erratum_without_observed(
+        "[[step]]\nname = \"a\"\nhost = \"ls\"\nerratum = { reason = \"r\" }\n",
+        "16:11: the erratum has no `observed`"
+    )]
+    #[case::erratum_without_reason(
+        "[[step]]\nname = \"a\"\nhost = \"ls\"\nerratum = { observed = { exit = 1 } }\n",
+        "16:11: `erratum` has no `reason`"
+    )]
+    #[case::erratum_observed_empty(
+        "[[step]]\nname = \"a\"\nhost = \"ls\"\nerratum = { reason = \"r\", observed = {} }\n",
+        "16:38: `observed` is empty"
+    )]
+    #[case::check_of_nothing(
+        "[[step]]\nname = \"a\"\ncheck = {}\n",
+        "15:9: a check needs `qemu-img-info`, `file` or `digest`"
+    )]
+    #[case::check_of_two_things(
+        "[[step]]\nname = \"a\"\ncheck = { file = \"f\", digest = \"f\" }\n",
+        "15:32: a check tests one thing, but this one has `file` and `digest`"
+    )]
+    #[case::check_option_of_another_kind(
+        "[[step]]\nname = \"a\"\ncheck = { digest = \"f\", save = \"s\", exists = true }\n",
+        "15:46: `exists` does not apply to a `digest` check"
+    )]
+    #[case::qemu_img_info_without_field(
+        "[[step]]\nname = \"a\"\ncheck = { qemu-img-info = \"i\", absent = true }\n",
+        "15:9: the `qemu-img-info` check has no `field`"
+    )]
+    #[case::qemu_img_info_without_expectation(
+        "[[step]]\nname = \"a\"\ncheck = { qemu-img-info = \"i\", field = \"f\" }\n",
+        "15:9: a `qemu-img-info` check needs `equals = …` or `absent = true`"
+    )]
+    #[case::qemu_img_info_absent_false(
+        "[[step]]\nname = \"a\"\ncheck = { qemu-img-info = \"i\", field = \"f\", absent = false }\n",
+        "15:54: `absent = false` checks nothing"
+    )]
+    #[case::qemu_img_info_equals_and_absent(
+        "[[step]]\nname = \"a\"\ncheck = { qemu-img-info = \"i\", field = \"f\", equals = 1, absent = true }\n",
+        "15:66: give `equals` or `absent = true`, not both"
+    )]
+    #[case::digest_without_mode(
+        "[[step]]\nname = \"a\"\ncheck = { digest = \"d\" }\n",
+        "15:9: a `digest` check needs `save = \"name\"` or `same-as = \"name\"`"
+    )]
+    #[case::digest_with_both_modes(
+        "[[step]]\nname = \"a\"\ncheck = { digest = \"d\", save = \"x\", same-as = \"x\" }\n",
+        "15:47: a digest check either saves or compares, not both"
+    )]
+    #[case::boot_nothing("[[step]]\nname = \"a\"\nboot = []\n", "15:8: `boot` names no VM")]
+    #[case::boot_twice(
+        "[[step]]\nname = \"a\"\nboot = [\"vm1\", \"vm1\"]\n",
+        "15:16: `vm1` is booted twice in one step"
+    )]
+    #[case::interact_nothing(
+        "[[step]]\nname = \"a\"\non = \"vm1\"\ninteract = []\n",
+        "16:12: `interact` is empty"
+    )]
+    #[case::interaction_of_nothing(
+        "[[step]]\nname = \"a\"\non = \"vm1\"\ninteract = [{}]\n",
+        "16:13: an interaction needs `send` or `expect`"
+    )]
+    #[case::interaction_of_two(
+        "[[step]]\nname = \"a\"\non = \"vm1\"\ninteract = [{ send = \"x\", expect = \"y\" }]\n",
+        "16:36: an interaction either sends or expects, not both"
+    )]
+    #[case::image_form(
+        "[images]\n\"d.qcow2\" = \"guest:hd\"\n",
+        "14:13: `guest:hd` is not a guest form"
+    )]
+    #[case::image_path(
+        "[images]\n\"a/d.qcow2\" = \"guest:disk\"\n",
+        "14:1: `a/d.qcow2` is not a file name"
+    )]
+    #[case::vm_name("[vm.Vm2]\nqemu = \"q\"\n", "13:5: `Vm2` is not a valid VM name")]
+    #[case::vm_without_qemu("[vm.vm2]\n", "13:1: [vm.vm2] has no `qemu`")]
+    #[case::vm_blank_qemu("[vm.vm2]\nqemu = \"\"\n", "14:8: `qemu` is empty")]
+    #[case::unknown_key(
+        "[[step]]\nname = \"a\"\nhots = \"ls\"\n",
+        "15:1: unknown field `hots`"
+    )]
+    #[case::wrong_type(
+        "[[step]]\nname = 1\nhost = \"ls\"\n",
+        "14:8: invalid type: integer `1`, expected a string"
+    )]
+    fn each_rule_reports_its_problem_where_it_is(#[case] tail: &str, #[case] expected: &str) {
+        let problems = problems(&format!("{BASE}{tail}"));
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        let expected = format!("t.toml:{expected}");
+        assert!(
+            problems[0].starts_with(&expected),
+            "expected {expected}, got {problems:#?}"
+        );
+    }
+
+    #[rstest]
+    #[case::id_chars(
+        "[lab]\nid = \"My Lab\"\ntitle = \"T\"\nhandout = \"H\"\n",
+        "2:6: `My Lab` is not a valid lab id"
+    )]
+    #[case::id_leading_dash(
+        "[lab]\nid = \"-x\"\ntitle = \"T\"\nhandout = \"H\"\n",
+        "2:6: `-x` is not a valid lab id"
+    )]
+    #[case::no_title("[lab]\nid = \"x\"\nhandout = \"H\"\n", "1:1: [lab] has no `title`")]
+    #[case::no_handout("[lab]\nid = \"x\"\ntitle = \"T\"\n", "1:1: [lab] has no `handout`")]
+    #[case::no_lab("", "1:1: the lab file has no [lab] table")]
+    fn header_rules(#[case] header: &str, #[case] expected: &str) {
+        let text = format!("{header}\n[[step]]\nname = \"a\"\nhost = \"ls\"\n");
+        let problems = problems(&text);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(
+            problems[0].starts_with(&format!("t.toml:{expected}")),
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
+    fn every_extra_action_and_check_kind_is_reported() {
+        let problems = problems(&format!(
+            "{BASE}[[step]]\nname = \"a\"\nhost = \"ls\"\nboot = \"vm1\"\nreboot = \"vm1\"\n\
+             [[step]]\nname = \"b\"\ncheck = {{ file = \"f\", digest = \"f\", qemu-img-info = \"f\" }}\n"
+        ));
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+    }
+
+    #[test]
+    fn an_image_with_a_bad_name_and_form_has_two_problems() {
+        let problems = problems(&format!("{BASE}[images]\n\"a/b\" = \"guest:cd\"\n"));
+        assert_eq!(
+            problems,
+            [
+                "t.toml:14:1: `a/b` is not a file name",
+                "t.toml:14:9: `guest:cd` is not a guest form"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_lab_needs_a_step() {
+        let problems = problems("[lab]\nid = \"x\"\ntitle = \"T\"\nhandout = \"H\"\n");
+        assert_eq!(problems, ["t.toml:1:1: the lab has no steps"]);
+    }
+
+    #[test]
+    fn all_problems_are_found_in_one_pass() {
+        let problems = problems(&format!(
+            "{BASE}[images]\n\"x\" = \"guest:cd\"\n\n[[step]]\nname = \"ok\"\nreboot = \"vm2\"\ntimeout = \"1h\"\n\
+             \n[[cleanup]]\nhost = \"ls\"\nexpect = {{ exit = 999 }}\n"
+        ));
+        assert_eq!(
+            problems,
+            [
+                "t.toml:14:7: `guest:cd` is not a guest form",
+                "t.toml:17:8: two steps are named `ok`",
+                "t.toml:18:10: unknown VM `vm2`",
+                "t.toml:19:11: `1h` is not a duration",
+                "t.toml:21:1: [[cleanup]] has no `name`",
+                "t.toml:23:19: exit status 999 is out of range",
+            ]
+        );
+    }
+
+    #[rstest]
+    #[case::host("host = \"ls\"", Some(0))]
+    #[case::run("on = \"vm1\"\nrun = \"ls\"", Some(0))]
+    #[case::run_with_other_expectations(
+        "on = \"vm1\"\nrun = \"ls\"\nexpect = { output = \"x\" }",
+        Some(0)
+    )]
+    #[case::run_expecting_failure("on = \"vm1\"\nrun = \"ls\"\nexpect = { exit = 2 }", Some(2))]
+    #[case::interact("on = \"vm1\"\ninteract = [{ send = \"x\" }]", None)]
+    #[case::boot("boot = \"vm1\"", None)]
+    #[case::reboot("reboot = \"vm1\"", None)]
+    #[case::poweroff("poweroff = \"vm1\"", None)]
+    #[case::check("check = { file = \"f\" }", None)]
+    fn default_exit_status(#[case] action: &str, #[case] exit: Option<i32>) {
+        let lab = lab(&format!("[[step]]\nname = \"a\"\n{action}\n"));
+        assert_eq!(lab.steps[1].expect.exit, exit);
+    }
+
+    #[test]
+    fn erratum_observed_has_no_default_exit() {
+        let lab = lab("[[step]]\nname = \"a\"\nhost = \"ls\"\nerratum = { reason = \"r\", observed = { output = \"no\" } }\n");
+        let erratum = lab.steps[1].erratum.as_ref().expect("erratum");
+        assert_eq!(erratum.observed.exit, None);
+        assert_eq!(erratum.fix, None);
+    }
+
+    #[rstest]
+    #[case::missing("check = { file = \"f\" }", true)]
+    #[case::given("check = { file = \"f\", exists = false }", false)]
+    fn file_check_exists_defaults_to_true(#[case] check: &str, #[case] expected: bool) {
+        let lab = lab(&format!("[[step]]\nname = \"a\"\n{check}\n"));
+        assert!(
+            matches!(lab.steps[1].action, Action::Check(Check::File { exists, .. }) if exists == expected)
+        );
+    }
+
+    #[rstest]
+    #[case::string("equals = \"vm1.qcow2\"", FieldExpect::Equals(serde_json::json!("vm1.qcow2")))]
+    #[case::number("equals = 1073741824", FieldExpect::Equals(serde_json::json!(1_073_741_824)))]
+    #[case::boolean("equals = false", FieldExpect::Equals(serde_json::json!(false)))]
+    #[case::table("equals = { a = [1, 2] }", FieldExpect::Equals(serde_json::json!({ "a": [1, 2] })))]
+    #[case::absent("absent = true", FieldExpect::Absent)]
+    fn qemu_img_info_expectations(#[case] expectation: &str, #[case] expected: FieldExpect) {
+        let lab = lab(&format!(
+            "[[step]]\nname = \"a\"\ncheck = {{ qemu-img-info = \"i\", field = \"f\", {expectation} }}\n"
+        ));
+        let Action::Check(Check::QemuImgInfo { expect, .. }) = &lab.steps[1].action else {
+            panic!("not a qemu-img-info check");
+        };
+        assert_eq!(*expect, expected);
+    }
+
+    #[test]
+    fn locations_are_table_headers() {
+        let lab = lab("  [[step]]\n  name = \"a\"\n  boot = \"vm1\"\n");
+        assert_eq!(
+            (lab.vms[0].location.line, lab.vms[0].location.column),
+            (6, 1)
+        );
+        assert_eq!(
+            (lab.steps[1].location.line, lab.steps[1].location.column),
+            (13, 3)
+        );
+        assert_eq!(lab.steps[1].location.file, Path::new("t.toml"));
+    }
+
+    #[rstest]
+    #[case::misspelt_vm(
+        "[[step]]\nname = \"a\"\nreboot = \"mv1\"\n",
+        Some("did you mean `vm1`?")
+    )]
+    #[case::far_from_any_vm(
+        "[[step]]\nname = \"a\"\nreboot = \"router\"\n",
+        Some("the lab declares vm1")
+    )]
+    #[case::misspelt_key(
+        "[[step]]\nnmae = \"a\"\nhost = \"ls\"\n",
+        Some("did you mean `name`?")
+    )]
+    #[case::misspelt_form(
+        "[images]\n\"d\" = \"guest:dsik\"\n",
+        Some("did you mean `guest:disk`?")
+    )]
+    #[case::saved_later(
+        "[[step]]\nname = \"a\"\ncheck = { digest = \"d\", same-as = \"x\" }\n[[step]]\nname = \"b\"\ncheck = { digest = \"d\", save = \"x\" }\n",
+        Some("it is saved at line 18, after this step; save it before comparing")
+    )]
+    #[case::regex_escapes(
+        "[[step]]\nname = \"a\"\nhost = \"ls\"\nexpect = { matches = \"\\\\d+(\" }\n",
+        Some("after TOML unescaping, the pattern is `\\d+(`")
+    )]
+    #[case::regex_as_written(
+        "[[step]]\nname = \"a\"\nhost = \"ls\"\nexpect = { matches = \"(\" }\n",
+        None
+    )]
+    fn help_suggests_the_fix(#[case] tail: &str, #[case] help: Option<&str>) {
+        let error = parse(Path::new("t.toml"), &format!("{BASE}{tail}")).expect_err("invalid");
+        assert_eq!(error.problems().len(), 1);
+        assert_eq!(error.problems()[0].help(), help);
+    }
+
+    #[rstest]
+    #[case("vm1", "vm1", 0)]
+    #[case("mv1", "vm1", 1)]
+    #[case("vm", "vm1", 1)]
+    #[case("nmae", "name", 1)]
+    #[case("kitten", "sitting", 3)]
+    #[case("", "abc", 3)]
+    fn edit_distances(#[case] a: &str, #[case] b: &str, #[case] distance: usize) {
+        assert_eq!(edit_distance(a, b), distance);
+        assert_eq!(edit_distance(b, a), distance);
+    }
+
+    #[test]
+    fn nearest_takes_only_close_candidates() {
+        assert_eq!(nearest("vm3", ["vm1", "router"]), Some("vm1"));
+        assert_eq!(nearest("web", ["vm1", "vm2"]), None);
+        assert_eq!(
+            nearest("server-2", ["server-1", "sever-2"]),
+            Some("server-1")
+        );
+    }
+
+    #[rstest]
+    #[case("clone-cow", true)]
+    #[case("0day", true)]
+    #[case("-x", false)]
+    #[case("Vm1", false)]
+    #[case("vm_1", false)]
+    #[case("", false)]
+    fn names(#[case] name: &str, #[case] valid: bool) {
+        assert_eq!(is_name(name), valid);
+    }
+
+    #[rstest]
+    #[case("Clone COW!", "clone-cow")]
+    #[case("VM_1", "vm-1")]
+    #[case("!!", "")]
+    fn names_suggested_for_invalid_ones(#[case] text: &str, #[case] suggestion: &str) {
+        assert_eq!(to_name(text), suggestion);
+    }
+}
