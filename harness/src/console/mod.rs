@@ -1,1 +1,4 @@
 //! The expect engine over a serial console.
+
+mod frame;
+mod view;
