@@ -313,6 +313,20 @@ async fn stream_end_fails_a_waiter_at_once() {
     );
 }
 
+#[tokio::test]
+async fn console_and_its_futures_can_move_between_threads() {
+    fn assert_send<T: Send>(_: &T) {}
+    let (_guest, host) = tokio::io::duplex(64);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut console = Console::start(host, &dir.path().join("console.log")).expect("start");
+    let deadline = Deadline::after(GENEROUS);
+    assert_send(&console.run("true", deadline));
+    assert_send(&console.wait_for_shell(deadline));
+    let pattern = Regex::new("x").expect("regex");
+    assert_send(&console.expect(&pattern, deadline));
+    assert_send(&console);
+}
+
 /// Round trip of `run("echo N")`: prints the median (run with
 /// `--nocapture` to see it) and fails if it is far off the 2 ms target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

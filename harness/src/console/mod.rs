@@ -169,8 +169,9 @@ impl Console {
     }
 
     /// Waits for `pattern` in the view after the cursor and moves the cursor
-    /// past the match. A pattern that can match a prefix of what is still
-    /// arriving (`\d+`) matches as soon as that prefix is there.
+    /// past the match; what lay between the old cursor and the match comes
+    /// back in [`Match::before`]. A pattern that can match a prefix of what
+    /// is still arriving (`\d+`) matches as soon as that prefix is there.
     pub async fn expect(
         &mut self,
         pattern: &Regex,
@@ -221,7 +222,8 @@ impl Console {
 
     /// Runs one command line in the shell set up by [`Self::wait_for_shell`]
     /// and returns its output and exit status. On the deadline the command
-    /// is interrupted with Ctrl-C, so the shell serves the next command.
+    /// is interrupted with Ctrl-C, so the shell serves the next command
+    /// (this needs the console to be the shell's controlling terminal).
     pub async fn run(
         &mut self,
         command: &str,
@@ -266,21 +268,19 @@ impl Console {
     }
 
     /// Interrupts whatever runs and waits until the shell answers a no-op
-    /// command again. Ctrl-C is repeated because a command killed by it may
-    /// still read the line typed just after it.
+    /// command again (at most `RECOVERY_ATTEMPTS` seconds past the caller's
+    /// deadline). Ctrl-C is repeated because a command killed by it may still
+    /// read the line typed just after it. Failures are not reported: the
+    /// caller's error is the timeout that brought us here, and a closed or
+    /// stuck console shows in the next call.
     async fn recover(&mut self) {
         for _ in 0..RECOVERY_ATTEMPTS {
             let attempt = Deadline::after(RECOVERY_ATTEMPT);
-            let answered = match self.send(CTRL_C, attempt).await {
-                Ok(()) => self.run_framed(":", attempt).await,
-                Err(error) => Err(error),
-            };
-            match answered {
-                Ok(Some(_)) => return,
-                Ok(None) => continue,
-                // A closed or broken console shows in the next call; the
-                // caller's error is the timeout that brought us here.
-                Err(_) => return,
+            if self.send(CTRL_C, attempt).await.is_err() {
+                return;
+            }
+            if !matches!(self.run_framed(":", attempt).await, Ok(None)) {
+                return;
             }
         }
     }
