@@ -1,1 +1,12 @@
 //! QEMU: command lines, the accelerator probe, child processes, QMP.
+//!
+//! - [`cmdline`] and [`rewrite`] are pure: handout text in, argv and the list
+//!   of declared substitutions out.
+//! - [`process`] is the one door through which every child process starts.
+//! - [`launch`] starts a VM and hands back its serial console and [`qmp`] client.
+//! - [`accel`] decides between KVM and TCG by booting a guest, not by looking at
+//!   `/dev/kvm`.
+
+pub mod cmdline;
+
+pub use cmdline::{CmdlineError, CommandLine, KeyValue, KeyValues, QemuOption};
