@@ -8,5 +8,7 @@
 //!   `/dev/kvm`.
 
 pub mod cmdline;
+pub mod process;
 
 pub use cmdline::{CmdlineError, CommandLine, KeyValue, KeyValues, QemuOption};
+pub use process::{run_shell, ChildProcess, ShellExit, ShellOutput, WaitError};
