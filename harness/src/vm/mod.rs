@@ -8,7 +8,11 @@
 //!   `/dev/kvm`.
 
 pub mod cmdline;
+pub mod launch;
 pub mod process;
+pub mod qmp;
 
 pub use cmdline::{CmdlineError, CommandLine, KeyValue, KeyValues, QemuOption};
+pub use launch::{launch, LaunchError, RunningVm};
 pub use process::{run_shell, ChildProcess, ShellExit, ShellOutput, WaitError};
+pub use qmp::{Qmp, QmpError, QmpEvent};
