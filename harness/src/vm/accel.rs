@@ -70,43 +70,37 @@ async fn probe_with(
         };
         return tcg(finding);
     }
-    let run_dir = match tempfile::Builder::new().prefix("labcheck-probe").tempdir() {
-        Ok(dir) => dir,
-        Err(error) => return tcg(format!("no run dir for the probe: {error}")),
-    };
     let budget = Deadline::after(BANNER_BUDGET.min(deadline.remaining()));
-    let serial = run_dir.path().join("s");
-    let qmp = run_dir.path().join("q");
-    let argv = probe_argv(kernel, initrd, append, &serial, &qmp);
-    // On return `vm` and then `run_dir` are dropped: QEMU killed, sockets removed.
-    match launch(&argv, run_dir.path(), run_dir.path(), &serial, &qmp, budget).await {
-        Ok(mut vm) => watch_for_banner(&mut vm, budget).await,
-        Err(LaunchError::Exited {
-            status, log_tail, ..
-        }) => exited(status, &log_tail),
-        Err(error) => tcg(error.to_string()),
+    match boot_to_banner(Accel::Kvm, kernel, initrd, append, budget).await {
+        Ok(after) => Probe {
+            accel: Accel::Kvm,
+            detail: format!("KVM: the test guest printed its kernel banner after {after:.1?}"),
+        },
+        Err(finding) => tcg(finding),
     }
 }
 
-fn probe_argv(
+/// Boots the guest on `accel` and waits for the kernel banner on its serial
+/// console; how long it took, or what happened instead. QEMU is killed and
+/// its run dir removed before this returns.
+async fn boot_to_banner(
+    accel: Accel,
     kernel: &Path,
     initrd: &Path,
     append: &str,
-    serial: &Path,
-    qmp: &Path,
-) -> Vec<String> {
-    let mut argv: Vec<String> = [
-        QEMU,
-        "-accel",
-        "kvm",
-        "-m",
-        "256",
-        "-nodefaults",
-        "-display",
-        "none",
-    ]
-    .map(str::to_owned)
-    .into();
+    budget: Deadline,
+) -> Result<Duration, String> {
+    let run_dir = tempfile::Builder::new()
+        .prefix("labcheck-probe")
+        .tempdir()
+        .map_err(|error| format!("no run dir for the probe: {error}"))?;
+    let serial = run_dir.path().join("s");
+    let qmp = run_dir.path().join("q");
+    let mut argv: Vec<String> = [QEMU, "-accel", &accel.to_string(), "-m", "256"]
+        .into_iter()
+        .chain(["-nodefaults", "-display", "none"])
+        .map(str::to_owned)
+        .collect();
     argv.extend([
         "-kernel".to_owned(),
         kernel.to_string_lossy().into_owned(),
@@ -115,13 +109,20 @@ fn probe_argv(
         "-append".to_owned(),
         append.to_owned(),
     ]);
-    argv.extend(serial_wiring(serial));
-    argv.extend(qmp_wiring(qmp));
-    argv
+    argv.extend(serial_wiring(&serial));
+    argv.extend(qmp_wiring(&qmp));
+    let launched = launch(&argv, run_dir.path(), run_dir.path(), &serial, &qmp, budget).await;
+    match launched {
+        Ok(mut vm) => watch_for_banner(&mut vm, budget).await,
+        Err(LaunchError::Exited {
+            status, log_tail, ..
+        }) => Err(exited(status, &log_tail)),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 /// Reads the serial console until the banner, QEMU's exit, or the budget.
-async fn watch_for_banner(vm: &mut RunningVm, budget: Deadline) -> Probe {
+async fn watch_for_banner(vm: &mut RunningVm, budget: Deadline) -> Result<Duration, String> {
     let mut seen = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -131,24 +132,18 @@ async fn watch_for_banner(vm: &mut RunningVm, budget: Deadline) -> Probe {
             Ok(Ok(n)) if n > 0 => {
                 seen.extend_from_slice(&chunk[..n]);
                 if seen.windows(BANNER.len()).any(|w| w == BANNER) {
-                    return Probe {
-                        accel: Accel::Kvm,
-                        detail: format!(
-                            "KVM: the test guest printed its kernel banner after {:.1?}",
-                            budget.elapsed()
-                        ),
-                    };
+                    return Ok(budget.elapsed());
                 }
             }
             // End of file or a read error: QEMU went away.
-            Ok(_) => return qemu_gone(vm).await,
+            Ok(_) => return Err(qemu_gone(vm).await),
             Err(_) if seen.is_empty() => {
-                return tcg(format!("no output within {:?}", budget.budget()));
+                return Err(format!("no output within {:?}", budget.budget()));
             }
             Err(_) => {
                 let start = seen.len().saturating_sub(SEEN_QUOTE_BYTES);
                 let quote = String::from_utf8_lossy(&seen[start..]);
-                return tcg(format!(
+                return Err(format!(
                     "no kernel banner within {:?}; the console showed {quote:?}",
                     budget.budget()
                 ));
@@ -157,25 +152,92 @@ async fn watch_for_banner(vm: &mut RunningVm, budget: Deadline) -> Probe {
     }
 }
 
-async fn qemu_gone(vm: &mut RunningVm) -> Probe {
+async fn qemu_gone(vm: &mut RunningVm) -> String {
     match vm.wait_exit(Deadline::after(Duration::from_secs(2))).await {
         Ok(status) => exited(status, &log_tail(&vm.log)),
-        Err(error) => tcg(format!("the serial console closed and then {error}")),
+        Err(error) => format!("the serial console closed and then {error}"),
     }
 }
 
 /// QEMU exited during the probe: its status and the last line it logged.
-fn exited(status: std::process::ExitStatus, log_tail: &str) -> Probe {
+fn exited(status: std::process::ExitStatus, log_tail: &str) -> String {
     let code = status
         .code()
         .map_or_else(|| status.to_string(), |code| code.to_string());
     let last = log_tail.lines().last().unwrap_or("(no message)");
-    tcg(format!("QEMU exited {code}: {last}"))
+    format!("QEMU exited {code}: {last}")
 }
 
 fn tcg(finding: String) -> Probe {
     Probe {
         accel: Accel::Tcg,
         detail: format!("KVM: {finding}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_missing_device_means_tcg_and_says_so() {
+        let missing = Path::new("/nonexistent/file");
+        let found = probe_with(
+            Path::new("/nonexistent/kvm"),
+            missing,
+            missing,
+            "",
+            Deadline::after(Duration::from_secs(5)),
+        )
+        .await;
+        assert_eq!(
+            found,
+            Probe {
+                accel: Accel::Tcg,
+                detail: "KVM: /nonexistent/kvm missing".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_device_that_cannot_be_opened_means_tcg_and_says_so() {
+        let missing = Path::new("/nonexistent/file");
+        let found = probe_with(
+            Path::new("/"),
+            missing,
+            missing,
+            "",
+            Deadline::after(Duration::from_secs(5)),
+        )
+        .await;
+        assert_eq!(found.accel, Accel::Tcg);
+        assert!(
+            found
+                .detail
+                .starts_with("KVM: / cannot be opened read-write"),
+            "{}",
+            found.detail
+        );
+    }
+
+    /// The banner watch itself, on TCG (KVM does not work on the machines this
+    /// was written on). Run with
+    /// `LABCHECK_GUEST_DIR=~/.cache/labcheck/guest/<digest> cargo test -p labcheck --lib accel -- --ignored`.
+    #[tokio::test]
+    #[ignore = "needs the built guest in LABCHECK_GUEST_DIR"]
+    async fn the_built_guest_prints_its_banner_on_tcg() {
+        let guest = std::path::PathBuf::from(
+            std::env::var("LABCHECK_GUEST_DIR").expect("LABCHECK_GUEST_DIR set"),
+        );
+        let budget = Deadline::after(Duration::from_secs(30));
+        let booted = boot_to_banner(
+            Accel::Tcg,
+            &guest.join("vmlinux"),
+            &guest.join("initramfs"),
+            "console=ttyS0",
+            budget,
+        )
+        .await;
+        assert!(booted.is_ok(), "{booted:?}");
     }
 }
