@@ -198,10 +198,11 @@ impl Qmp {
     }
 
     /// Asks QEMU to exit at once. QEMU may close the connection before its
-    /// reply arrives; that counts as success.
+    /// reply arrives, or be gone already; both count as success.
     pub async fn quit(&mut self, deadline: Deadline) -> Result<(), QmpError> {
         match self.execute("quit", None, deadline).await {
             Ok(_) | Err(QmpError::Closed { .. }) => Ok(()),
+            Err(QmpError::Io(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
             Err(error) => Err(error),
         }
     }
