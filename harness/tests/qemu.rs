@@ -346,3 +346,24 @@ async fn the_probe_boots_the_built_guest() {
         );
     }
 }
+
+#[tokio::test]
+async fn launch_refuses_a_socket_path_too_long_for_unix_sockets() {
+    let dir = temp_dir();
+    let long = dir.path().join("s".repeat(120));
+    let argv = ["qemu-system-x86_64".to_owned()];
+    let error = launch(
+        &argv,
+        dir.path(),
+        dir.path(),
+        &long,
+        &dir.path().join("q"),
+        secs(5),
+    )
+    .await
+    .expect_err("path too long");
+    assert!(
+        matches!(error, labcheck::vm::LaunchError::SocketPathTooLong { .. }),
+        "{error}"
+    );
+}

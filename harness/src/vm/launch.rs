@@ -19,6 +19,9 @@ pub const QEMU_LOG: &str = "qemu.log";
 /// What QEMU logs while a `wait=on` socket waits for labcheck to connect.
 const WAITING_NOTE: &str = "info: QEMU waiting for connection on:";
 
+/// The longest unix socket path: `sun_path` is 108 bytes with its NUL.
+const SOCKET_PATH_MAX: usize = 107;
+
 /// How many lines of qemu.log a failure quotes.
 const LOG_TAIL_LINES: usize = 10;
 
@@ -44,6 +47,8 @@ pub enum LaunchError {
         waited: Duration,
         source: io::Error,
     },
+    #[error("socket path {} is {len} bytes; unix sockets allow at most {SOCKET_PATH_MAX}", path.display())]
+    SocketPathTooLong { path: PathBuf, len: usize },
     #[error("QMP: {0}")]
     Qmp(#[from] QmpError),
 }
@@ -90,6 +95,13 @@ pub async fn launch(
     deadline: Deadline,
 ) -> Result<RunningVm, LaunchError> {
     let (program, args) = argv.split_first().ok_or(LaunchError::EmptyArgv)?;
+    for socket in [serial_socket, qmp_socket] {
+        let len = socket.as_os_str().len();
+        if len > SOCKET_PATH_MAX {
+            let path = socket.to_owned();
+            return Err(LaunchError::SocketPathTooLong { path, len });
+        }
+    }
     let log = run_dir.join(QEMU_LOG);
     let spawn_error = |source| LaunchError::Spawn {
         program: program.clone(),

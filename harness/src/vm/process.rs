@@ -92,6 +92,9 @@ impl ChildProcess {
 
     /// Sends SIGKILL to the child's whole process group: QEMU and anything a
     /// shell step left running. A group that is already gone is not an error.
+    /// (The group id is the child's pid; once the child is reaped and the
+    /// group empty, the kernel could in principle hand that id to a new
+    /// group, a risk accepted for the second or so a step's cleanup takes.)
     pub fn kill_group(&self) -> io::Result<()> {
         let group = Pid::from_raw(i32::try_from(self.pid).map_err(io::Error::other)?);
         match killpg(group, Signal::SIGKILL) {
@@ -131,7 +134,7 @@ fn die_with_parent(cmd: &mut Command) {
             // The parent may have died between fork and prctl; then the signal
             // will never come, so refuse to run rather than leak.
             if u32::try_from(nix::unistd::getppid().as_raw()) != Ok(parent) {
-                return Err(io::Error::other("parent exited while spawning"));
+                return Err(nix::errno::Errno::ESRCH.into());
             }
             Ok(())
         });

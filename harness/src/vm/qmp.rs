@@ -141,10 +141,7 @@ impl Qmp {
         let id = self.next_id;
         let (reply_to, reply) = oneshot::channel();
         {
-            let mut pending = self
-                .pending
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let mut pending = lock(&self.pending);
             if pending.closed {
                 return Err(QmpError::Closed {
                     command: command.into(),
@@ -162,7 +159,11 @@ impl Qmp {
             self.writer.write_all(line.as_bytes()).await?;
             Ok::<_, std::io::Error>(reply.await)
         };
-        match tokio::time::timeout_at(deadline.tokio_instant(), exchange).await {
+        let outcome = tokio::time::timeout_at(deadline.tokio_instant(), exchange).await;
+        if outcome.is_err() {
+            lock(&self.pending).waiting.remove(&id);
+        }
+        match outcome {
             Err(_) => Err(QmpError::Timeout {
                 command: command.into(),
                 waited: deadline.elapsed(),
@@ -206,6 +207,12 @@ impl Qmp {
             Err(error) => Err(error),
         }
     }
+}
+
+/// Locks the pending table; a panic elsewhere while holding it leaves a
+/// table that is still consistent (single inserts and removes).
+fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+    pending.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 impl Drop for Qmp {
@@ -262,18 +269,14 @@ async fn read_replies(
             Some(error) => Err((text_field(error, "class"), text_field(error, "desc"))),
             None => Ok(message.get("return").cloned().unwrap_or(Value::Null)),
         };
-        let waiting = pending
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .waiting
-            .remove(&id);
+        let waiting = lock(&pending).waiting.remove(&id);
         if let Some(reply_to) = waiting {
             // The caller may have timed out and gone; nothing to do then.
             let _ = reply_to.send(reply);
         }
     }
     // Dropping the senders tells every waiting command the connection closed.
-    let mut pending = pending.lock().unwrap_or_else(|poison| poison.into_inner());
+    let mut pending = lock(&pending);
     pending.closed = true;
     pending.waiting.clear();
 }
