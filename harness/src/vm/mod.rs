@@ -1,1 +1,22 @@
 //! QEMU: command lines, the accelerator probe, child processes, QMP.
+//!
+//! - [`cmdline`] and [`rewrite`] are pure: handout text in, argv and the list
+//!   of declared substitutions out.
+//! - [`process`] is the one door through which every child process starts.
+//! - [`launch`] starts a VM and hands back its serial console and [`qmp`] client.
+//! - [`accel`] decides between KVM and TCG by booting a guest, not by looking at
+//!   `/dev/kvm`.
+
+pub mod accel;
+pub mod cmdline;
+pub mod launch;
+pub mod process;
+pub mod qmp;
+pub mod rewrite;
+
+pub use accel::{probe, Accel, Probe};
+pub use cmdline::{CmdlineError, CommandLine, KeyValue, KeyValues, QemuOption};
+pub use launch::{launch, LaunchError, RunningVm};
+pub use process::{run_shell, ChildProcess, ShellExit, ShellOutput, WaitError};
+pub use qmp::{Qmp, QmpError, QmpEvent};
+pub use rewrite::{rewrite, Plan, Rewritten, StandIn, Substitution, SubstitutionKind};

@@ -1,0 +1,199 @@
+//! Starting a VM: spawn QEMU through the door, connect its serial console
+//! (QEMU waits for us before running the guest), then QMP.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use tokio::net::UnixStream;
+use tokio::process::Command;
+
+use super::process::{ChildProcess, WaitError};
+use super::qmp::{connect_when_ready, Qmp, QmpError};
+use crate::time::Deadline;
+
+/// QEMU's own messages (stdout and stderr) go here, inside the run dir.
+pub const QEMU_LOG: &str = "qemu.log";
+
+/// What QEMU logs while a `wait=on` socket waits for labcheck to connect.
+const WAITING_NOTE: &str = "info: QEMU waiting for connection on:";
+
+/// The longest unix socket path: `sun_path` is 108 bytes with its NUL.
+const SOCKET_PATH_MAX: usize = 107;
+
+/// How many lines of qemu.log a failure quotes.
+const LOG_TAIL_LINES: usize = 10;
+
+/// How long to give QEMU to finish exiting once a connection failed, so the
+/// error can be its exit status and message rather than a broken socket.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("empty QEMU argv")]
+    EmptyArgv,
+    #[error("could not start {program}: {source}")]
+    Spawn { program: String, source: io::Error },
+    #[error("QEMU exited ({status}) before {stage}; qemu.log ends with:\n{log_tail}")]
+    Exited {
+        status: ExitStatus,
+        stage: &'static str,
+        log_tail: String,
+    },
+    #[error("no connection to {} within {waited:?}: {source}", path.display())]
+    SocketTimeout {
+        path: PathBuf,
+        waited: Duration,
+        source: io::Error,
+    },
+    #[error("socket path {} is {len} bytes; unix sockets allow at most {SOCKET_PATH_MAX}", path.display())]
+    SocketPathTooLong { path: PathBuf, len: usize },
+    #[error("QMP: {0}")]
+    Qmp(#[from] QmpError),
+}
+
+impl LaunchError {
+    /// QEMU's exit code, when the failure is QEMU having exited.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            Self::Exited { status, .. } => status.code(),
+            _ => None,
+        }
+    }
+}
+
+/// A running VM and its channels. Dropping it kills QEMU.
+#[derive(Debug)]
+pub struct RunningVm {
+    pub child: ChildProcess,
+    /// The guest's first serial port.
+    pub serial: UnixStream,
+    pub qmp: Qmp,
+    /// QEMU's log file, for the report.
+    pub log: PathBuf,
+}
+
+impl RunningVm {
+    /// Waits for QEMU to exit (after a power-off or `quit`), until `deadline`.
+    pub async fn wait_exit(&mut self, deadline: Deadline) -> Result<ExitStatus, WaitError> {
+        self.child.wait_with_deadline(deadline).await
+    }
+}
+
+/// Starts QEMU with `argv` (program first) in `work_dir`, where the
+/// handout's relative file names resolve. `run_dir` holds qemu.log; the
+/// sockets are the ones `argv` wires (keep their paths under 108 bytes).
+///
+/// Spawns a child: call from a tokio worker, see [`ChildProcess::spawn`].
+pub async fn launch(
+    argv: &[String],
+    work_dir: &Path,
+    run_dir: &Path,
+    serial_socket: &Path,
+    qmp_socket: &Path,
+    deadline: Deadline,
+) -> Result<RunningVm, LaunchError> {
+    let (program, args) = argv.split_first().ok_or(LaunchError::EmptyArgv)?;
+    for socket in [serial_socket, qmp_socket] {
+        let len = socket.as_os_str().len();
+        if len > SOCKET_PATH_MAX {
+            let path = socket.to_owned();
+            return Err(LaunchError::SocketPathTooLong { path, len });
+        }
+    }
+    let log = run_dir.join(QEMU_LOG);
+    let spawn_error = |source| LaunchError::Spawn {
+        program: program.clone(),
+        source,
+    };
+    // A socket left by an earlier run would refuse connections until QEMU
+    // replaces it; remove it so a refusal means QEMU is not ready yet.
+    for socket in [serial_socket, qmp_socket] {
+        remove_if_present(socket).map_err(spawn_error)?;
+    }
+    let mut cmd = Command::new(program);
+    cmd.args(args).current_dir(work_dir);
+    let mut child = ChildProcess::spawn(cmd, Some(&log)).map_err(spawn_error)?;
+
+    let serial = tokio::select! {
+        stream = connect_when_ready(serial_socket, deadline) => {
+            stream.map_err(|source| socket_timeout(serial_socket, deadline, source))?
+        }
+        status = child.wait_with_deadline(deadline) => {
+            return Err(exited_or(status, "the serial console connected", &log, || {
+                socket_timeout(serial_socket, deadline, io::ErrorKind::TimedOut.into())
+            }));
+        }
+    };
+    let qmp = tokio::select! {
+        qmp = Qmp::connect(qmp_socket, deadline) => match qmp {
+            Ok(qmp) => qmp,
+            // QEMU often fails after the serial console connected (a missing
+            // disk); then the QMP socket closes. Its exit says why.
+            Err(error) => {
+                let grace = Deadline::after(EXIT_GRACE);
+                return Err(exited_or(child.wait_with_deadline(grace).await, "QMP connected", &log, || error.into()));
+            }
+        },
+        status = child.wait_with_deadline(deadline) => {
+            return Err(exited_or(status, "QMP connected", &log, || {
+                socket_timeout(qmp_socket, deadline, io::ErrorKind::TimedOut.into())
+            }));
+        }
+    };
+    Ok(RunningVm {
+        child,
+        serial,
+        qmp,
+        log,
+    })
+}
+
+/// QEMU's exit as the error if it did exit, otherwise `otherwise()`.
+fn exited_or(
+    waited: Result<ExitStatus, WaitError>,
+    stage: &'static str,
+    log: &Path,
+    otherwise: impl FnOnce() -> LaunchError,
+) -> LaunchError {
+    match waited {
+        Ok(status) => LaunchError::Exited {
+            status,
+            stage,
+            log_tail: log_tail(log),
+        },
+        Err(_) => otherwise(),
+    }
+}
+
+fn socket_timeout(path: &Path, deadline: Deadline, source: io::Error) -> LaunchError {
+    LaunchError::SocketTimeout {
+        path: path.to_owned(),
+        waited: deadline.elapsed(),
+        source,
+    }
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
+/// The last lines of QEMU's log, or why it could not be read. QEMU's note
+/// that it waits for the serial console is left out: labcheck caused it.
+pub fn log_tail(log: &Path) -> String {
+    match std::fs::read(log) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|line| !line.contains(WAITING_NOTE))
+                .collect();
+            lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+        }
+        Err(error) => format!("({} unreadable: {error})", log.display()),
+    }
+}

@@ -1,0 +1,229 @@
+//! The one door through which labcheck starts child processes (QEMU and the
+//! host commands of lab steps).
+//!
+//! Every child gets its own process group, dies with the thread that spawned
+//! it, reads nothing from stdin, and is killed with its whole group when its
+//! [`ChildProcess`] is dropped. Nothing labcheck starts outlives it.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+use crate::time::Deadline;
+
+/// How long Drop waits for a killed child to be reaped before leaving it to
+/// tokio's background reaper. SIGKILL normally takes well under a millisecond.
+const REAP_GRACE: Duration = Duration::from_millis(100);
+
+/// How long [`run_shell`] keeps reading output after its command ended.
+const DRAIN_GRACE: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error("process {pid} still running after {waited:?}")]
+    Timeout { pid: u32, waited: Duration },
+    #[error("waiting for process {pid}: {source}")]
+    Io { pid: u32, source: io::Error },
+}
+
+/// A running child process, leader of its own process group.
+#[derive(Debug)]
+pub struct ChildProcess {
+    child: Child,
+    pid: u32,
+}
+
+impl ChildProcess {
+    /// Spawns `cmd` through the door: own process group, SIGKILL when the
+    /// spawning thread dies, stdin from /dev/null, and stdout plus stderr
+    /// written to `log` (created or truncated) when given, otherwise as
+    /// configured on `cmd`.
+    ///
+    /// The parent-death signal fires when the *thread* that spawned the child
+    /// exits, not the process: call this from a tokio worker or another
+    /// long-lived thread, never from `spawn_blocking`, whose threads come and go.
+    pub fn spawn(mut cmd: Command, log: Option<&Path>) -> io::Result<Self> {
+        cmd.stdin(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(false);
+        if let Some(log) = log {
+            let file = File::create(log)?;
+            cmd.stdout(file.try_clone()?).stderr(file);
+        }
+        die_with_parent(&mut cmd);
+        let child = cmd.spawn()?;
+        let pid = child
+            .id()
+            .ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
+        Ok(Self { child, pid })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Waits for the child to exit, at most until `deadline`.
+    pub async fn wait_with_deadline(
+        &mut self,
+        deadline: Deadline,
+    ) -> Result<ExitStatus, WaitError> {
+        let pid = self.pid;
+        match tokio::time::timeout_at(deadline.tokio_instant(), self.child.wait()).await {
+            Ok(status) => status.map_err(|source| WaitError::Io { pid, source }),
+            Err(_) => Err(WaitError::Timeout {
+                pid,
+                waited: deadline.elapsed(),
+            }),
+        }
+    }
+
+    /// The exit status if the child has exited, without waiting.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.child.try_wait()
+    }
+
+    /// Sends SIGKILL to the child's whole process group: QEMU and anything a
+    /// shell step left running. A group that is already gone is not an error.
+    /// (The group id is the child's pid; once the child is reaped and the
+    /// group empty, the kernel could in principle hand that id to a new
+    /// group, a risk accepted for the second or so a step's cleanup takes.)
+    pub fn kill_group(&self) -> io::Result<()> {
+        let group = Pid::from_raw(i32::try_from(self.pid).map_err(io::Error::other)?);
+        match killpg(group, Signal::SIGKILL) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(errno) => Err(errno.into()),
+        }
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        // Nothing useful can be done with an error here: the group is either
+        // gone or not ours to signal.
+        let _ = self.kill_group();
+        let started = std::time::Instant::now();
+        while started.elapsed() < REAP_GRACE {
+            match self.child.try_wait() {
+                Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+                // Reaped, or nothing left to reap.
+                Ok(Some(_)) | Err(_) => return,
+            }
+        }
+        // Still not reaped: tokio reaps dropped children in the background.
+    }
+}
+
+/// Arranges for the child to receive SIGKILL when the spawning thread exits.
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and calls only
+    // prctl(2) and getppid(2), both async-signal-safe; it allocates nothing
+    // and touches no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            // The parent may have died between fork and prctl; then the signal
+            // will never come, so refuse to run rather than leak.
+            if u32::try_from(nix::unistd::getppid().as_raw()) != Ok(parent) {
+                return Err(nix::errno::Errno::ESRCH.into());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// How a shell command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShellExit {
+    Exited(i32),
+    Signaled(i32),
+    /// Killed, with its whole group, at the deadline.
+    TimedOut {
+        after: Duration,
+    },
+}
+
+/// A shell command's output (stdout and stderr interleaved as written) and end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellOutput {
+    pub output: Vec<u8>,
+    pub exit: ShellExit,
+}
+
+impl ShellOutput {
+    /// The output as text, invalid UTF-8 replaced.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output).into_owned()
+    }
+}
+
+/// Runs `sh -c command` in `cwd` through the door, capturing stdout and stderr
+/// into one buffer in the order they were written. At the deadline the whole
+/// process group is killed. When the shell exits, whatever it left running in
+/// the background is killed too: a host step's processes do not outlive it.
+///
+/// Spawns a child: see [`ChildProcess::spawn`] about which thread to call from.
+pub async fn run_shell(command: &str, cwd: &Path, deadline: Deadline) -> io::Result<ShellOutput> {
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .current_dir(cwd)
+        .stdout(write_end.try_clone()?)
+        .stderr(write_end);
+    // `cmd` (and with it our copy of the write end) is dropped inside spawn,
+    // so the pipe reports end-of-file once the children are gone.
+    let mut child = ChildProcess::spawn(cmd, None)?;
+    let mut reader = tokio::net::unix::pipe::Receiver::from_owned_fd(read_end)?;
+    let mut output = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let mut open = true;
+    let exit = loop {
+        tokio::select! {
+            read = reader.read(&mut chunk), if open => match read? {
+                0 => open = false,
+                n => output.extend_from_slice(&chunk[..n]),
+            },
+            waited = child.wait_with_deadline(deadline) => break match waited {
+                Ok(status) => shell_exit(status),
+                Err(WaitError::Timeout { waited, .. }) => ShellExit::TimedOut { after: waited },
+                Err(WaitError::Io { source, .. }) => return Err(source),
+            },
+        }
+    };
+    child.kill_group()?;
+    if open {
+        drain(&mut reader, &mut output).await?;
+    }
+    Ok(ShellOutput { output, exit })
+}
+
+/// Reads what is left in the pipe, for at most [`DRAIN_GRACE`] (a process that
+/// left the group could hold the pipe open forever).
+async fn drain(
+    reader: &mut tokio::net::unix::pipe::Receiver,
+    output: &mut Vec<u8>,
+) -> io::Result<()> {
+    match tokio::time::timeout(DRAIN_GRACE, reader.read_to_end(output)).await {
+        Ok(read) => read.map(drop),
+        Err(_) => Ok(()),
+    }
+}
+
+fn shell_exit(status: ExitStatus) -> ShellExit {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ShellExit::Exited(code),
+        (None, Some(signal)) => ShellExit::Signaled(signal),
+        // An exit status has either a code or a signal; -1 marks "neither".
+        (None, None) => ShellExit::Exited(-1),
+    }
+}

@@ -1,0 +1,514 @@
+//! From the handout's command line to the argv labcheck runs.
+//!
+//! Everything the harness changes is a declared [`Substitution`], listed in the
+//! report; every other option is passed through exactly as written. Pure.
+
+use std::path::{Path, PathBuf};
+
+use super::accel::Accel;
+use super::cmdline::{escape_commas, CommandLine, KeyValues, QemuOption};
+
+/// The chardev id labcheck gives the serial console it drives.
+const SERIAL_CHARDEV_ID: &str = "labcheck-serial";
+
+/// Options whose value names a file directly.
+const FILE_OPTIONS: &[&str] = &[
+    "-cdrom", "-hda", "-hdb", "-hdc", "-hdd", "-kernel", "-initrd",
+];
+
+/// What the runner decided for one VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The accelerator the probe found usable.
+    pub accel: Accel,
+    pub serial_socket: PathBuf,
+    pub qmp_socket: PathBuf,
+    /// Files the built-in guest stands in for, by the name the handout uses.
+    pub stand_ins: Vec<StandIn>,
+}
+
+/// A handout file provided by the built-in guest: the runner links or copies
+/// `path` into the work dir under `name`, so the command line is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StandIn {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubstitutionKind {
+    Accelerator,
+    StandIn,
+    SerialWiring,
+    Display,
+    Monitor,
+}
+
+/// One declared difference between the handout and what runs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Substitution {
+    pub kind: SubstitutionKind,
+    /// What the handout wrote; empty when labcheck adds something.
+    pub original: String,
+    pub replacement: String,
+    pub reason: String,
+}
+
+/// The argv to run and why it differs from the handout.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Rewritten {
+    pub argv: Vec<String>,
+    pub substitutions: Vec<Substitution>,
+    /// The accelerator this VM actually uses.
+    pub accel: Accel,
+}
+
+const REASON_KVM: &str =
+    "KVM is not usable on this host; the accelerator probe's finding is in the report";
+const REASON_NOGRAPHIC: &str = "-nographic puts the serial console and the monitor on stdio; \
+     labcheck drives the console over a unix socket, keeps QEMU's own output apart \
+     and uses QMP instead of the monitor";
+const REASON_WINDOW: &str = "QEMU would open a window; labcheck runs headless";
+const REASON_SERIAL: &str = "labcheck drives the guest's first serial port over a unix socket";
+const REASON_QMP: &str = "labcheck watches and stops the VM through QMP";
+const REASON_STAND_IN: &str =
+    "the handout's image is not available here; labcheck's guest stands in under the same name";
+
+/// Rewrites `line` according to `plan`.
+///
+/// Paths in `plan` must be valid UTF-8 (the runner makes them); anything else
+/// is rendered lossily.
+pub fn rewrite(line: &CommandLine, plan: &Plan) -> Rewritten {
+    let mut out = Rewriter {
+        plan,
+        argv: vec![line.program.clone()],
+        substitutions: Vec::new(),
+        mentions_kvm: false,
+        display_set: false,
+        serial_wired: false,
+    };
+    for option in &line.options {
+        out.option(option);
+    }
+    out.finish()
+}
+
+struct Rewriter<'a> {
+    plan: &'a Plan,
+    argv: Vec<String>,
+    substitutions: Vec<Substitution>,
+    mentions_kvm: bool,
+    display_set: bool,
+    serial_wired: bool,
+}
+
+impl Rewriter<'_> {
+    fn option(&mut self, option: &QemuOption) {
+        let value = option.value.as_deref().unwrap_or("");
+        match option.name() {
+            "-enable-kvm" => self.asks_for_kvm(option, &words(&["-accel", "tcg"])),
+            "-accel" => self.accel_option(option, value),
+            "-machine" | "-M" => self.machine_option(option, value),
+            "-nographic" => self.nographic(option),
+            "-display" if KeyValues::parse(value).kind() != Some("none") => {
+                let with = words(&["-display", "none"]);
+                self.replace(option, SubstitutionKind::Display, &with, REASON_WINDOW);
+                self.display_set = true;
+            }
+            "-display" => {
+                self.display_set = true;
+                self.keep(option);
+            }
+            "-serial" if !self.serial_wired => {
+                let wiring = serial_wiring(&self.plan.serial_socket);
+                self.replace(
+                    option,
+                    SubstitutionKind::SerialWiring,
+                    &wiring,
+                    REASON_SERIAL,
+                );
+                self.serial_wired = true;
+            }
+            _ => self.keep(option),
+        }
+        self.note_stand_in(option);
+    }
+
+    fn keep(&mut self, option: &QemuOption) {
+        self.argv.extend(option.to_argv());
+    }
+
+    fn replace(
+        &mut self,
+        option: &QemuOption,
+        kind: SubstitutionKind,
+        with: &[String],
+        reason: &str,
+    ) {
+        self.argv.extend(with.iter().cloned());
+        self.substitutions.push(Substitution {
+            kind,
+            original: option.to_argv().collect::<Vec<_>>().join(" "),
+            replacement: with.join(" "),
+            reason: reason.to_owned(),
+        });
+    }
+
+    fn add(&mut self, kind: SubstitutionKind, with: &[String], reason: &str) {
+        self.argv.extend(with.iter().cloned());
+        self.substitutions.push(Substitution {
+            kind,
+            original: String::new(),
+            replacement: with.join(" "),
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// An option that asks for KVM: replaced by `tcg_form` when the plan says TCG.
+    fn asks_for_kvm(&mut self, option: &QemuOption, tcg_form: &[String]) {
+        self.mentions_kvm = true;
+        if self.plan.accel == Accel::Tcg {
+            self.replace(option, SubstitutionKind::Accelerator, tcg_form, REASON_KVM);
+        } else {
+            self.keep(option);
+        }
+    }
+
+    /// `-accel kvm[,props]`: the whole value goes, since KVM's properties mean
+    /// nothing to TCG.
+    fn accel_option(&mut self, option: &QemuOption, value: &str) {
+        let parsed = KeyValues::parse(value);
+        if parsed.kind().or_else(|| parsed.get("accel")) == Some("kvm") {
+            self.asks_for_kvm(option, &words(&["-accel", "tcg"]));
+        } else {
+            self.keep(option);
+        }
+    }
+
+    /// `-machine …,accel=kvm[:tcg]`: only the accel property changes, in place,
+    /// since QEMU refuses to mix `-machine accel=` with `-accel`.
+    fn machine_option(&mut self, option: &QemuOption, value: &str) {
+        let mut parsed = KeyValues::parse(value);
+        let names_kvm = parsed
+            .get("accel")
+            .is_some_and(|list| list.split(':').any(|name| name == "kvm"));
+        if names_kvm {
+            parsed.set("accel", "tcg");
+            self.asks_for_kvm(option, &[option.flag.clone(), parsed.to_string()]);
+        } else {
+            self.keep(option);
+        }
+    }
+
+    /// `-nographic` stays (it is what makes SeaBIOS print to the serial port);
+    /// only where its console and monitor go changes.
+    fn nographic(&mut self, option: &QemuOption) {
+        let mut with = vec![option.flag.clone()];
+        with.extend(serial_wiring(&self.plan.serial_socket));
+        with.extend(words(&["-monitor", "none"]));
+        self.replace(
+            option,
+            SubstitutionKind::SerialWiring,
+            &with,
+            REASON_NOGRAPHIC,
+        );
+        self.display_set = true;
+        self.serial_wired = true;
+    }
+
+    fn note_stand_in(&mut self, option: &QemuOption) {
+        let Some(file) = file_named_by(option) else {
+            return;
+        };
+        let Some(stand_in) = self.plan.stand_ins.iter().find(|s| s.name == file) else {
+            return;
+        };
+        let already = self
+            .substitutions
+            .iter()
+            .any(|s| s.kind == SubstitutionKind::StandIn && s.original == stand_in.name);
+        if !already {
+            self.substitutions.push(Substitution {
+                kind: SubstitutionKind::StandIn,
+                original: stand_in.name.clone(),
+                replacement: path_text(&stand_in.path),
+                reason: REASON_STAND_IN.to_owned(),
+            });
+        }
+    }
+
+    fn finish(mut self) -> Rewritten {
+        if !self.display_set {
+            self.add(
+                SubstitutionKind::Display,
+                &words(&["-display", "none"]),
+                REASON_WINDOW,
+            );
+        }
+        if !self.serial_wired {
+            let wiring = serial_wiring(&self.plan.serial_socket);
+            self.add(SubstitutionKind::SerialWiring, &wiring, REASON_SERIAL);
+        }
+        let qmp = qmp_wiring(&self.plan.qmp_socket);
+        self.add(SubstitutionKind::Monitor, &qmp, REASON_QMP);
+        // A line that never names KVM runs TCG, as it would for the student.
+        let accel = if self.mentions_kvm {
+            self.plan.accel
+        } else {
+            Accel::Tcg
+        };
+        Rewritten {
+            argv: self.argv,
+            substitutions: self.substitutions,
+            accel,
+        }
+    }
+}
+
+/// The file an option names, if it names one: `-cdrom x.iso`, `-drive file=x`.
+fn file_named_by(option: &QemuOption) -> Option<String> {
+    let value = option.value.as_deref()?;
+    match option.name() {
+        name if FILE_OPTIONS.contains(&name) => Some(value.to_owned()),
+        "-drive" => KeyValues::parse(value).get("file").map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// The serial port on a unix socket that QEMU creates and waits on, so that
+/// nothing the guest prints is lost before labcheck connects.
+pub fn serial_wiring(socket: &Path) -> Vec<String> {
+    vec![
+        "-chardev".to_owned(),
+        format!(
+            "socket,id={SERIAL_CHARDEV_ID},path={},server=on,wait=on",
+            escape_commas(&path_text(socket))
+        ),
+        "-serial".to_owned(),
+        format!("chardev:{SERIAL_CHARDEV_ID}"),
+    ]
+}
+
+/// QMP on a unix socket; QEMU does not wait for it.
+pub fn qmp_wiring(socket: &Path) -> Vec<String> {
+    vec![
+        "-qmp".to_owned(),
+        format!(
+            "unix:{},server=on,wait=off",
+            escape_commas(&path_text(socket))
+        ),
+    ]
+}
+
+fn path_text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+fn words(items: &[&str]) -> Vec<String> {
+    items.iter().map(|&item| item.to_owned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    // The five QEMU command lines of /work/shared/labs/day2-handout.md, verbatim.
+    const CLONED_VM2: &str = "qemu-system-x86_64 -hda vm2.qcow2 \\
+-m 1024 \\
+-net user \\
+-net nic,macaddr=52:54:00:12:34:56 ";
+    const SOCKET_VM1: &str = "qemu-system-x86_64 \\
+  -m 512 \\
+  -enable-kvm \\
+  -cdrom alpine-standard-3.20.0-x86_64.iso \\
+  -boot d \\
+  -netdev socket,id=net0,listen=:1234 \\
+  -device virtio-net-pci,netdev=net0 \\
+  -nographic";
+    const SOCKET_VM2: &str = "qemu-system-x86_64 \\
+  -m 512 \\
+  -enable-kvm \\
+  -cdrom alpine-standard-3.20.0-x86_64.iso \\
+  -boot d \\
+  -netdev socket,id=net0,connect=127.0.0.1:1234 \\
+  -device virtio-net-pci,netdev=net0 \\
+  -nographic";
+    const TAP_VM1: &str = "qemu-system-x86_64 \\
+  -m 512 \\
+  -enable-kvm \\
+  -cdrom alpine-standard-3.20.0-x86_64.iso \\
+  -boot d \\
+  -netdev tap,id=net0,ifname=tap0,script=no,downscript=no \\
+  -device e1000,netdev=net0,mac=52:54:00:00:00:01 \\
+  -nographic";
+    const TAP_VM2: &str = "qemu-system-x86_64 \\
+  -m 512 \\
+  -enable-kvm \\
+  -cdrom alpine-standard-3.20.0-x86_64.iso \\
+  -boot d \\
+  -netdev tap,id=net1,ifname=tap1,script=no,downscript=no \\
+  -device e1000,netdev=net1,mac=52:54:00:00:00:02 \\
+  -nographic";
+
+    fn plan(accel: Accel) -> Plan {
+        Plan {
+            accel,
+            serial_socket: PathBuf::from("/run/x/serial.sock"),
+            qmp_socket: PathBuf::from("/run/x/qmp.sock"),
+            stand_ins: vec![
+                StandIn {
+                    name: "alpine-standard-3.20.0-x86_64.iso".into(),
+                    path: PathBuf::from("/cache/guest/labcheck.iso"),
+                },
+                StandIn {
+                    name: "vm1.qcow2".into(),
+                    path: PathBuf::from("/cache/guest/disk.qcow2"),
+                },
+            ],
+        }
+    }
+
+    fn rewrite_text(text: &str, accel: Accel) -> Rewritten {
+        rewrite(
+            &CommandLine::parse(text).expect("handout line parses"),
+            &plan(accel),
+        )
+    }
+
+    #[rstest]
+    #[case::cloned_vm2("cloned_vm2", CLONED_VM2)]
+    #[case::socket_vm1("socket_vm1", SOCKET_VM1)]
+    #[case::socket_vm2("socket_vm2", SOCKET_VM2)]
+    #[case::tap_vm1("tap_vm1", TAP_VM1)]
+    #[case::tap_vm2("tap_vm2", TAP_VM2)]
+    fn rewrites_handout_lines_for_tcg(#[case] name: &str, #[case] text: &str) {
+        insta::assert_yaml_snapshot!(
+            format!("handout_{name}_tcg"),
+            rewrite_text(text, Accel::Tcg)
+        );
+    }
+
+    #[test]
+    fn keeps_kvm_when_the_probe_found_it_usable() {
+        let rewritten = rewrite_text(SOCKET_VM1, Accel::Kvm);
+        assert_eq!(rewritten.accel, Accel::Kvm);
+        assert!(rewritten.argv.iter().any(|word| word == "-enable-kvm"));
+        assert!(!rewritten
+            .substitutions
+            .iter()
+            .any(|s| s.kind == SubstitutionKind::Accelerator));
+    }
+
+    #[test]
+    fn a_line_without_accelerator_runs_tcg_even_with_kvm_available() {
+        let rewritten = rewrite_text(CLONED_VM2, Accel::Kvm);
+        assert_eq!(rewritten.accel, Accel::Tcg);
+        assert!(!rewritten.argv.iter().any(|word| word.contains("kvm")));
+    }
+
+    /// Options other than the ones rewritten pass through untouched, in order.
+    #[test]
+    fn passes_other_options_through_in_order() {
+        let rewritten = rewrite_text(TAP_VM1, Accel::Tcg);
+        let tail: Vec<_> = rewritten.argv[1..].iter().map(String::as_str).collect();
+        let kept = [
+            "-m",
+            "512",
+            "-cdrom",
+            "alpine-standard-3.20.0-x86_64.iso",
+            "-boot",
+            "d",
+            "-netdev",
+            "tap,id=net0,ifname=tap0,script=no,downscript=no",
+            "-device",
+            "e1000,netdev=net0,mac=52:54:00:00:00:01",
+        ];
+        let mut position = 0;
+        for word in kept {
+            let found = tail[position..].iter().position(|w| *w == word);
+            position +=
+                found.unwrap_or_else(|| panic!("{word} missing or out of order in {tail:?}")) + 1;
+        }
+    }
+
+    #[rstest]
+    #[case("-accel kvm", "-accel tcg")]
+    #[case("-accel kvm,kernel-irqchip=on", "-accel tcg")]
+    #[case("-machine q35,accel=kvm", "-machine q35,accel=tcg")]
+    #[case("-M accel=kvm:tcg", "-M accel=tcg")]
+    #[case("--enable-kvm", "-accel tcg")]
+    fn replaces_every_way_of_asking_for_kvm(#[case] written: &str, #[case] replacement: &str) {
+        let rewritten = rewrite_text(&format!("qemu-system-x86_64 {written}"), Accel::Tcg);
+        assert_eq!(rewritten.accel, Accel::Tcg);
+        let accel: Vec<_> = rewritten
+            .substitutions
+            .iter()
+            .filter(|s| s.kind == SubstitutionKind::Accelerator)
+            .map(|s| (s.original.as_str(), s.replacement.as_str()))
+            .collect();
+        assert_eq!(accel, [(written, replacement)]);
+        assert_eq!(rewritten.argv[1..3].join(" "), replacement);
+    }
+
+    #[rstest]
+    #[case("-accel tcg")]
+    #[case("-machine pc,accel=tcg")]
+    #[case("-m 64")]
+    fn leaves_non_kvm_lines_alone(#[case] written: &str) {
+        let rewritten = rewrite_text(&format!("qemu-system-x86_64 {written}"), Accel::Tcg);
+        assert_eq!(rewritten.argv[1..3].join(" "), written);
+        assert!(!rewritten
+            .substitutions
+            .iter()
+            .any(|s| s.kind == SubstitutionKind::Accelerator));
+    }
+
+    #[test]
+    fn rewires_an_explicit_display_and_serial() {
+        let rewritten = rewrite_text(
+            "qemu-system-x86_64 -display gtk -serial stdio -serial file:ttyS1.log",
+            Accel::Tcg,
+        );
+        insta::assert_yaml_snapshot!(rewritten);
+    }
+
+    #[test]
+    fn keeps_display_none_and_adds_only_serial_and_qmp() {
+        let rewritten = rewrite_text("qemu-system-x86_64 -display none", Accel::Tcg);
+        let kinds: Vec<_> = rewritten.substitutions.iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            [SubstitutionKind::SerialWiring, SubstitutionKind::Monitor]
+        );
+        assert_eq!(rewritten.argv[1..3], ["-display", "none"]);
+    }
+
+    #[test]
+    fn records_a_stand_in_once_and_matches_drive_files() {
+        let rewritten = rewrite_text(
+            "qemu-system-x86_64 -drive file=vm1.qcow2,if=virtio -hdb vm1.qcow2 -hdc other.img",
+            Accel::Tcg,
+        );
+        let stand_ins: Vec<_> = rewritten
+            .substitutions
+            .iter()
+            .filter(|s| s.kind == SubstitutionKind::StandIn)
+            .map(|s| (s.original.as_str(), s.replacement.as_str()))
+            .collect();
+        assert_eq!(stand_ins, [("vm1.qcow2", "/cache/guest/disk.qcow2")]);
+        assert!(rewritten
+            .argv
+            .contains(&"file=vm1.qcow2,if=virtio".to_owned()));
+    }
+
+    #[test]
+    fn escapes_commas_in_socket_paths() {
+        let wiring = serial_wiring(Path::new("/run/a,b/serial.sock"));
+        assert_eq!(
+            wiring[1],
+            "socket,id=labcheck-serial,path=/run/a,,b/serial.sock,server=on,wait=on"
+        );
+    }
+}
