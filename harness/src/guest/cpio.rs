@@ -150,9 +150,27 @@ fn pad4(out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
-    /// Parses a newc archive back into (name, mode, rdev, data): a reader just strict enough
-    /// to check the writer against the format.
-    fn parse(mut bytes: &[u8]) -> Vec<(String, u32, (u32, u32), Vec<u8>)> {
+    /// One entry read back from an archive.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Parsed {
+        name: String,
+        mode: u32,
+        rdev: (u32, u32),
+        data: Vec<u8>,
+    }
+
+    fn parsed(name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) -> Parsed {
+        Parsed {
+            name: name.into(),
+            mode,
+            rdev,
+            data: data.to_vec(),
+        }
+    }
+
+    /// Parses a newc archive back into entries: a reader just strict enough to check the
+    /// writer against the format.
+    fn parse(mut bytes: &[u8]) -> Vec<Parsed> {
         let start = bytes.as_ptr() as usize;
         let mut entries = Vec::new();
         loop {
@@ -183,7 +201,12 @@ mod tests {
                 assert!(bytes.is_empty(), "nothing after the trailer");
                 return entries;
             }
-            entries.push((name, mode, rdev, data));
+            entries.push(Parsed {
+                name,
+                mode,
+                rdev,
+                data,
+            });
         }
     }
 
@@ -194,21 +217,16 @@ mod tests {
         tree.symlink("bin/sh", "busybox");
         tree.char_device("dev/console", 0o600, 5, 1);
         tree.dir("proc", 0o555);
-        let entries = parse(&tree.write(1_686_355_200));
-        let summary: Vec<(&str, u32, (u32, u32), &[u8])> = entries
-            .iter()
-            .map(|(n, m, r, d)| (n.as_str(), *m, *r, d.as_slice()))
-            .collect();
         assert_eq!(
-            summary,
+            parse(&tree.write(1_686_355_200)),
             vec![
-                ("bin", 0o040755, (0, 0), &b""[..]),
-                ("bin/sh", 0o120777, (0, 0), b"busybox"),
-                ("dev", 0o040755, (0, 0), b""),
-                ("dev/console", 0o020600, (5, 1), b""),
-                ("proc", 0o040555, (0, 0), b""),
-                ("sbin", 0o040755, (0, 0), b""),
-                ("sbin/init", 0o100755, (0, 0), b"#!/bin/sh\n"),
+                parsed("bin", 0o040755, (0, 0), b""),
+                parsed("bin/sh", 0o120777, (0, 0), b"busybox"),
+                parsed("dev", 0o040755, (0, 0), b""),
+                parsed("dev/console", 0o020600, (5, 1), b""),
+                parsed("proc", 0o040555, (0, 0), b""),
+                parsed("sbin", 0o040755, (0, 0), b""),
+                parsed("sbin/init", 0o100755, (0, 0), b"#!/bin/sh\n"),
             ]
         );
     }
