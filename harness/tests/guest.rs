@@ -202,7 +202,7 @@ async fn the_disk_boots_to_a_shell_named_vm1() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn direct_boot_reaches_a_shell_with_job_control() {
+async fn direct_boot_reaches_a_shell_with_job_control_and_reboots() {
     let a = artifacts();
     let mut vm = Vm::boot(direct_args(&a)).await;
     vm.wait_for_shell("localhost").await;
@@ -224,6 +224,13 @@ async fn direct_boot_reaches_a_shell_with_job_control() {
         missing.is_empty(),
         "modules not loaded: {missing:?} in {output}"
     );
+    // `reboot` restarts the guest inside the same QEMU, back to a fresh shell.
+    // The shell's banner shows that a new shell started after the reboot.
+    let mark = vm.seen.len();
+    vm.send("reboot\n").await;
+    let banner = vm.wait_for("built-in shell", mark, BOOT_DEADLINE).await;
+    vm.wait_for("localhost:~# ", banner, COMMAND_DEADLINE).await;
+    vm.run("echo again-$((3*3))", "again-9").await;
     vm.poweroff().await;
 }
 

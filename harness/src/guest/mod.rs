@@ -68,20 +68,21 @@ impl BuildOptions {
     /// Cache dir: `$LABCHECK_CACHE_DIR`, else `$XDG_CACHE_HOME/labcheck`, else
     /// `$HOME/.cache/labcheck`. Mirror: `$LABCHECK_DEBIAN_MIRROR` if set.
     pub fn from_env() -> Result<Self, GuestError> {
-        let var = |name: &str| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        let cache_dir = var(CACHE_DIR_ENV)
-            .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("labcheck")))
-            .or_else(|| var("HOME").map(|d| d.join(".cache/labcheck")))
-            .ok_or(GuestError::NoCacheDir)?;
+        let cache_dir = cache_dir_from(&|name| std::env::var_os(name))?;
         let mirror = std::env::var(mirror::MIRROR_ENV)
             .ok()
             .filter(|m| !m.is_empty());
         Ok(BuildOptions { cache_dir, mirror })
     }
+}
+
+/// The cache dir rules of [`BuildOptions::from_env`], over any source of variables.
+fn cache_dir_from(var: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> Result<PathBuf, GuestError> {
+    let get = |name: &str| var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    get(CACHE_DIR_ENV)
+        .or_else(|| get("XDG_CACHE_HOME").map(|d| d.join("labcheck")))
+        .or_else(|| get("HOME").map(|d| d.join(".cache/labcheck")))
+        .ok_or(GuestError::NoCacheDir)
 }
 
 /// The built guest's files.
@@ -564,5 +565,63 @@ impl BuildLock {
 impl std::fmt::Debug for BuildLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("BuildLock")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::explicit(&[("LABCHECK_CACHE_DIR", "/c"), ("XDG_CACHE_HOME", "/x"), ("HOME", "/h")], "/c")]
+    #[case::xdg(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/h")], "/x/labcheck")]
+    #[case::home(&[("HOME", "/h")], "/h/.cache/labcheck")]
+    #[case::empty_is_unset(&[("LABCHECK_CACHE_DIR", ""), ("HOME", "/h")], "/h/.cache/labcheck")]
+    fn cache_dir_rules(#[case] vars: &[(&str, &str)], #[case] expected: &str) {
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| std::ffi::OsString::from(v))
+        };
+        assert_eq!(
+            cache_dir_from(&lookup).expect("a cache dir"),
+            PathBuf::from(expected)
+        );
+    }
+
+    #[test]
+    fn no_variables_means_no_cache_dir() {
+        let err = cache_dir_from(&|_| None).expect_err("nothing set");
+        assert!(err.to_string().contains(CACHE_DIR_ENV), "{err}");
+    }
+
+    #[test]
+    fn locate_without_a_build_says_how_to_build() {
+        let cache = tempfile::tempdir().expect("temp dir");
+        let opts = BuildOptions {
+            cache_dir: cache.path().to_path_buf(),
+            mirror: None,
+        };
+        let err = locate(&opts).expect_err("nothing built");
+        assert!(
+            err.to_string().contains("run `cargo xtask fixtures`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_digest_names_the_artifact_dir_and_is_stable() {
+        let (_, one) = read_lock().expect("lock");
+        let (_, two) = read_lock().expect("lock");
+        assert_eq!(one, two);
+        assert_eq!(one.len(), 64);
+        let opts = BuildOptions {
+            cache_dir: PathBuf::from("/cache"),
+            mirror: None,
+        };
+        let expected = expected_artifacts(&opts).expect("artifacts");
+        assert_eq!(expected.dir, PathBuf::from("/cache/guest").join(&one));
+        assert_eq!(expected.iso, expected.dir.join("guest.iso"));
     }
 }
