@@ -121,6 +121,10 @@ impl Vm {
         self.started.elapsed()
     }
 
+    fn transcript(&self) -> String {
+        String::from_utf8_lossy(&self.seen).into_owned()
+    }
+
     async fn send(&mut self, text: &str) {
         self.serial
             .write_all(text.as_bytes())
@@ -189,9 +193,25 @@ fn copy_disk(a: &Artifacts, dir: &Path) -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_iso_boots_to_a_shell() {
+async fn the_iso_boots_to_a_shell_without_a_state_disk() {
     let a = artifacts();
-    boot_and_answer(iso_args(&a), "localhost").await;
+    let mut vm = Vm::boot(iso_args(&a)).await;
+    vm.wait_for_shell("localhost").await;
+    let output = vm
+        .run(
+            "grep -c /media/disk /proc/mounts; echo ok-$((6*7))",
+            "ok-42",
+        )
+        .await;
+    assert!(
+        output.contains("\n0"),
+        "nothing may be mounted as the state disk: {output}"
+    );
+    assert!(
+        !vm.transcript().contains("mount:"),
+        "boot printed a mount error: {}",
+        vm.transcript()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

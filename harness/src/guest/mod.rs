@@ -52,7 +52,7 @@ use std::path::{Path, PathBuf};
 pub use lock::{Lock, LockedPackage};
 
 /// Bumped whenever the recipe (what is built from the lock, and how) changes.
-pub const RECIPE_VERSION: u32 = 3;
+pub const RECIPE_VERSION: u32 = 4;
 
 pub const CACHE_DIR_ENV: &str = "LABCHECK_CACHE_DIR";
 
@@ -501,6 +501,9 @@ fn busybox_applets(busybox: &Path) -> Result<Vec<String>, GuestError> {
         .collect())
 }
 
+/// The CD's label; it must differ from the state disk's label, which the guest looks for.
+const ISO_VOLUME_ID: &str = "LABCHECK_CD";
+
 fn iso_image(
     packages: &Packages,
     bzimage: &[u8],
@@ -509,7 +512,7 @@ fn iso_image(
 ) -> Result<Vec<u8>, GuestError> {
     let config = init::boot_loader_config("/isolinux/vmlinuz", "/isolinux/initrd.img");
     iso9660::write(&iso9660::IsoSpec {
-        volume_id: "LABCHECK".into(),
+        volume_id: ISO_VOLUME_ID.into(),
         files: vec![
             (
                 "ISOLINUX/ISOLINUX.BIN".into(),
@@ -594,6 +597,11 @@ mod tests {
     fn no_variables_means_no_cache_dir() {
         let err = cache_dir_from(&|_| None).expect_err("nothing set");
         assert!(err.to_string().contains(CACHE_DIR_ENV), "{err}");
+    }
+
+    #[test]
+    fn the_cd_is_not_mistaken_for_the_state_disk() {
+        assert_ne!(ISO_VOLUME_ID, init::DISK_LABEL);
     }
 
     #[test]
