@@ -1,0 +1,295 @@
+//! Which kernel modules to load, and in what order.
+//!
+//! Debian ships no `modules.dep`, and the guest has no modprobe data, so the order is computed at
+//! build time from each module's own `.modinfo` section (`depends=a,b`): dependencies first.
+//! A wanted module with no `.ko` is built into the kernel and needs no loading.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::GuestError;
+
+/// The modules the labs need (network cards, disks, CD, FAT, bridge, tap), by module name.
+pub const WANTED: &[&str] = &[
+    "virtio_net",
+    "virtio_pci",
+    "virtio_blk",
+    "e1000",
+    "ata_piix",
+    "sd_mod",
+    "sr_mod",
+    "vfat",
+    "nls_cp437",
+    "nls_utf8",
+    "nls_ascii",
+    "bridge",
+    "tun",
+    "af_packet",
+];
+
+/// A module's name from its file name: `nls_cp437.ko` or `virtio-net.ko` gives `nls_cp437` /
+/// `virtio_net` (the kernel treats `-` and `_` alike in module names).
+pub fn name_from_file(file_name: &str) -> Option<String> {
+    file_name
+        .strip_suffix(".ko")
+        .map(|stem| stem.replace('-', "_"))
+}
+
+/// The `depends=` list of a module's `.modinfo` text (NUL-separated `key=value` strings).
+pub fn depends_in_modinfo(modinfo: &[u8]) -> Vec<String> {
+    modinfo
+        .split(|&b| b == 0)
+        .filter_map(|field| field.strip_prefix(b"depends="))
+        .flat_map(|list| {
+            String::from_utf8_lossy(list)
+                .split(',')
+                .filter(|name| !name.is_empty())
+                .map(|name| name.replace('-', "_"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The `.modinfo` section of an ELF64 little-endian module.
+pub fn modinfo_section(ko: &[u8]) -> Result<&[u8], GuestError> {
+    let bad = |reason: &str| GuestError::Module(reason.to_string());
+    if !ko.starts_with(b"\x7fELF\x02\x01") {
+        return Err(bad("not an ELF64 little-endian object"));
+    }
+    let u16_at = |at: usize| {
+        ko.get(at..at + 2)
+            .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+    };
+    let u32_at = |at: usize| {
+        ko.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let u64_at = |at: usize| {
+        ko.get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(|b| u64::from_le_bytes(b) as usize)
+    };
+    let truncated = || bad("truncated ELF headers");
+    let section_headers = u64_at(0x28).ok_or_else(truncated)?;
+    let entry_size = u16_at(0x3a).ok_or_else(truncated)?;
+    let count = u16_at(0x3c).ok_or_else(truncated)?;
+    let names_index = u16_at(0x3e).ok_or_else(truncated)?;
+    let section = |index: usize| -> Option<(usize, usize, usize)> {
+        let at = section_headers + index * entry_size;
+        Some((u32_at(at)?, u64_at(at + 0x18)?, u64_at(at + 0x20)?))
+    };
+    let (_, names_offset, _) = section(names_index).ok_or_else(truncated)?;
+    for index in 0..count {
+        let (name, offset, size) = section(index).ok_or_else(truncated)?;
+        let name_bytes = ko.get(names_offset + name..).ok_or_else(truncated)?;
+        if name_bytes.starts_with(b".modinfo\0") {
+            return ko.get(offset..offset + size).ok_or_else(truncated);
+        }
+    }
+    Err(bad("no .modinfo section"))
+}
+
+const SIGNATURE_MARKER: &[u8] = b"~Module signature appended~\n";
+/// `struct module_signature`: algorithm ids and lengths, ending with the signature's length.
+const SIGNATURE_INFO_LEN: usize = 12;
+
+/// The module without its appended signature. The kernel verifies signatures in software, about
+/// 70 ms per module under TCG, and does not require them here (no Secure Boot lockdown under
+/// SeaBIOS), so an unsigned module loads the same, only sooner. Unsigned input is returned as is.
+pub fn strip_signature(ko: &[u8]) -> Result<&[u8], GuestError> {
+    let Some(body) = ko.strip_suffix(SIGNATURE_MARKER) else {
+        return Ok(ko);
+    };
+    let bad = || GuestError::Module("malformed module signature trailer".into());
+    let info_start = body.len().checked_sub(SIGNATURE_INFO_LEN).ok_or_else(bad)?;
+    let length_bytes: [u8; 4] = body[body.len() - 4..].try_into().map_err(|_| bad())?;
+    let signature_len = u32::from_be_bytes(length_bytes) as usize;
+    let end = info_start.checked_sub(signature_len).ok_or_else(bad)?;
+    Ok(&ko[..end])
+}
+
+/// The load order for `wanted`: every module after its dependencies, each once. `available`
+/// maps module names to their dependencies; wanted modules absent from it are built in.
+pub fn load_order(
+    wanted: &[&str],
+    available: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<String>, GuestError> {
+    let mut order = Vec::new();
+    let mut done = BTreeSet::new();
+    for name in wanted.iter().filter(|n| available.contains_key(**n)) {
+        visit(name, available, &mut done, &mut Vec::new(), &mut order)?;
+    }
+    Ok(order)
+}
+
+fn visit(
+    name: &str,
+    available: &BTreeMap<String, Vec<String>>,
+    done: &mut BTreeSet<String>,
+    path: &mut Vec<String>,
+    order: &mut Vec<String>,
+) -> Result<(), GuestError> {
+    if done.contains(name) {
+        return Ok(());
+    }
+    if path.iter().any(|p| p == name) {
+        return Err(GuestError::Module(format!(
+            "dependency cycle: {} -> {name}",
+            path.join(" -> ")
+        )));
+    }
+    let depends = available.get(name).ok_or_else(|| {
+        GuestError::Module(format!(
+            "{} depends on {name}, which is not in the kernel package",
+            path.last().map(String::as_str).unwrap_or("?")
+        ))
+    })?;
+    path.push(name.to_string());
+    for dependency in depends {
+        visit(dependency, available, done, path, order)?;
+    }
+    path.pop();
+    done.insert(name.to_string());
+    order.push(name.to_string());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph(edges: &[(&str, &str)]) -> BTreeMap<String, Vec<String>> {
+        edges
+            .iter()
+            .map(|(name, deps)| {
+                let deps = deps
+                    .split(',')
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                (name.to_string(), deps)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parses_depends_from_modinfo_text() {
+        let modinfo =
+            b"license=GPL\0depends=net_failover,virtio\0retpoline=Y\0intree=Y\0name=virtio_net\0";
+        assert_eq!(depends_in_modinfo(modinfo), vec!["net_failover", "virtio"]);
+        assert!(depends_in_modinfo(b"license=GPL\0depends=\0name=e1000\0").is_empty());
+    }
+
+    #[test]
+    fn dependencies_come_first_and_once() {
+        let available = graph(&[
+            ("virtio_net", "net_failover,virtio,virtio_ring"),
+            ("net_failover", "failover"),
+            ("failover", ""),
+            ("virtio", ""),
+            ("virtio_ring", "virtio"),
+            ("virtio_blk", "virtio,virtio_ring"),
+            ("bridge", "stp,llc"),
+            ("stp", "llc"),
+            ("llc", ""),
+        ]);
+        let order = load_order(
+            &["virtio_net", "virtio_blk", "bridge", "af_packet"],
+            &available,
+        )
+        .expect("ordered");
+        assert_eq!(
+            order,
+            [
+                "failover",
+                "net_failover",
+                "virtio",
+                "virtio_ring",
+                "virtio_net",
+                "virtio_blk",
+                "llc",
+                "stp",
+                "bridge"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_dependency_is_named() {
+        let err = load_order(&["vfat"], &graph(&[("vfat", "fat")])).expect_err("fat missing");
+        assert!(err.to_string().contains("vfat depends on fat"), "{err}");
+    }
+
+    #[test]
+    fn a_cycle_is_an_error_not_a_hang() {
+        let err = load_order(&["a"], &graph(&[("a", "b"), ("b", "a")])).expect_err("cycle");
+        assert!(err.to_string().contains("a -> b -> a"), "{err}");
+    }
+
+    #[rstest::rstest]
+    #[case("nls_cp437.ko", Some("nls_cp437"))]
+    #[case("virtio-net.ko", Some("virtio_net"))]
+    #[case("modules.order", None)]
+    fn names_from_files(#[case] file: &str, #[case] expected: Option<&str>) {
+        assert_eq!(name_from_file(file).as_deref(), expected);
+    }
+
+    #[test]
+    fn strips_an_appended_signature() {
+        let mut signed = b"\x7fELF module body".to_vec();
+        signed.extend_from_slice(b"SIGNATURE");
+        let mut info = [0u8; SIGNATURE_INFO_LEN];
+        info[8..].copy_from_slice(&9u32.to_be_bytes());
+        signed.extend_from_slice(&info);
+        signed.extend_from_slice(SIGNATURE_MARKER);
+        assert_eq!(
+            strip_signature(&signed).expect("stripped"),
+            b"\x7fELF module body"
+        );
+        assert_eq!(
+            strip_signature(b"\x7fELF unsigned").expect("as is"),
+            b"\x7fELF unsigned"
+        );
+        let mut lying = b"short".to_vec();
+        lying.extend_from_slice(&info);
+        lying.extend_from_slice(SIGNATURE_MARKER);
+        assert!(
+            strip_signature(&lying).is_err(),
+            "a length past the start is an error"
+        );
+    }
+
+    #[test]
+    fn reads_modinfo_from_an_elf_section() {
+        // A minimal ELF64 with three sections: null, .modinfo and the section-name table.
+        let names = b"\0.modinfo\0.shstrtab\0";
+        let modinfo = b"depends=fat\0name=vfat\0";
+        let mut elf = vec![0u8; 64];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        let modinfo_at = elf.len();
+        elf.extend_from_slice(modinfo);
+        let names_at = elf.len();
+        elf.extend_from_slice(names);
+        let headers_at = elf.len();
+        elf[0x28..0x30].copy_from_slice(&(headers_at as u64).to_le_bytes());
+        elf[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        elf[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
+        elf[0x3e..0x40].copy_from_slice(&2u16.to_le_bytes());
+        for (name, offset, size) in [
+            (0u32, 0usize, 0usize),
+            (1, modinfo_at, modinfo.len()),
+            (10, names_at, names.len()),
+        ] {
+            let mut header = vec![0u8; 64];
+            header[..4].copy_from_slice(&name.to_le_bytes());
+            header[0x18..0x20].copy_from_slice(&(offset as u64).to_le_bytes());
+            header[0x20..0x28].copy_from_slice(&(size as u64).to_le_bytes());
+            elf.extend_from_slice(&header);
+        }
+        let section = modinfo_section(&elf).expect("found");
+        assert_eq!(depends_in_modinfo(section), vec!["fat"]);
+        assert!(
+            modinfo_section(&elf[..100]).is_err(),
+            "truncated input is an error"
+        );
+    }
+}
