@@ -1,0 +1,142 @@
+//! The canonical form of a lab's report: what is committed as its snapshot.
+//!
+//! It keeps what the lab showed (steps, commands, outcomes, evidence, the
+//! declared substitutions) and redacts what varies between runs and machines:
+//! durations, the work dir, process ids, transcript paths and the accelerator
+//! (its substitution and any `-accel` in the text),
+//! so a KVM runner and a TCG laptop produce the same text.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::Serialize;
+
+use super::model::{ErratumReport, LabOutcome, LabReport, Outcome, StandInReport};
+
+#[derive(Debug, Serialize)]
+pub struct CanonicalLab {
+    pub id: String,
+    pub title: String,
+    pub handout: String,
+    pub outcome: LabOutcome,
+    pub stand_ins: Vec<StandInReport>,
+    pub substitutions: Vec<String>,
+    pub steps: Vec<CanonicalStep>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CanonicalStep {
+    pub name: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit: Option<i32>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub output: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expected: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mismatches: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erratum: Option<ErratumReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Rewrites text that differs from run to run into stable placeholders.
+#[derive(Debug)]
+struct Redactor<'a> {
+    work_dir: &'a str,
+}
+
+static PID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(pid|PID) \d+").expect("valid regex"));
+static ACCEL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"-accel (kvm|tcg)\b").expect("valid regex"));
+
+impl Redactor<'_> {
+    fn text(&self, text: &str) -> String {
+        let text = if self.work_dir.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(self.work_dir, "[workdir]")
+        };
+        let text = PID.replace_all(&text, "$1 [pid]");
+        ACCEL.replace_all(&text, "-accel [accel]").into_owned()
+    }
+
+    fn lines(&self, lines: &[String]) -> Vec<String> {
+        lines.iter().map(|line| self.text(line)).collect()
+    }
+}
+
+impl CanonicalLab {
+    pub fn of(lab: &LabReport) -> CanonicalLab {
+        let redact = Redactor {
+            work_dir: &lab.work_dir,
+        };
+        CanonicalLab {
+            id: lab.id.clone(),
+            title: lab.title.clone(),
+            handout: lab.handout.clone(),
+            outcome: lab.outcome,
+            stand_ins: lab.stand_ins.clone(),
+            // The accelerator substitution exists only where KVM is unusable;
+            // dropping it is what lets KVM and TCG runs share a snapshot.
+            substitutions: lab
+                .substitutions
+                .iter()
+                .filter(|s| s.kind != "accelerator")
+                .map(|s| {
+                    format!(
+                        "{} ({}): `{}` -> `{}`: {}",
+                        s.vm,
+                        s.kind,
+                        s.original,
+                        redact.text(&s.replacement),
+                        s.reason
+                    )
+                })
+                .collect(),
+            steps: lab
+                .steps
+                .iter()
+                .map(|step| CanonicalStep {
+                    name: step.name.clone(),
+                    kind: step.kind.clone(),
+                    vm: step.vm.clone(),
+                    command: step.command.as_deref().map(|c| redact.text(c)),
+                    outcome: step.outcome,
+                    exit: step.exit,
+                    output: redact.text(&step.output),
+                    expected: redact.lines(&step.expected),
+                    mismatches: redact.lines(&step.mismatches),
+                    erratum: step.erratum.as_ref().map(|e| ErratumReport {
+                        fix_output: redact.text(&e.fix_output),
+                        ..e.clone()
+                    }),
+                    note: step.note.as_deref().map(|n| redact.text(n)),
+                })
+                .collect(),
+        }
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_work_dir_pids_and_accelerator() {
+        let redact = Redactor {
+            work_dir: "/tmp/labcheck-1/clone-x",
+        };
+        assert_eq!(
+            redact.text("qemu pid 4242 in /tmp/labcheck-1/clone-x/vm2.qcow2 with -accel tcg"),
+            "qemu pid [pid] in [workdir]/vm2.qcow2 with -accel [accel]"
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! The report model: what a run found, built from the runner's events.
+//!
+//! Serialized as `report.json` (schema version [`SCHEMA_VERSION`]). Renderers
+//! read this model; none of them decides an outcome of its own.
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a field changes meaning or disappears (adding one does not).
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: u32,
+    pub environment: Environment,
+    pub labs: Vec<LabReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub labcheck: String,
+    /// First line of `qemu-system-x86_64 --version`.
+    pub qemu: String,
+    /// `kvm` or `tcg`: what the probe found usable.
+    pub accelerator: String,
+    /// What the probe saw, e.g. why KVM was not used.
+    pub accelerator_detail: String,
+    /// Names the built-in guest's build (lock file + recipe).
+    pub guest_digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabReport {
+    pub id: String,
+    pub title: String,
+    pub handout: String,
+    pub source: String,
+    /// Where the lab ran; canonical reports redact it.
+    pub work_dir: String,
+    pub outcome: LabOutcome,
+    pub duration_ms: u64,
+    /// Files the handout names that the built-in guest stands in for.
+    pub stand_ins: Vec<StandInReport>,
+    /// Everything labcheck changed in the handout's QEMU command lines, per VM.
+    pub substitutions: Vec<SubstitutionReport>,
+    pub steps: Vec<StepReport>,
+    /// Raw console transcripts, one per VM, relative to the report's directory.
+    pub transcripts: Vec<TranscriptReport>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabOutcome {
+    /// Every step passed or showed its known erratum.
+    Passed,
+    /// At least one step failed unexpectedly.
+    Failed,
+    /// labcheck itself failed (not the lab): see the step marked `error`.
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StandInReport {
+    pub name: String,
+    pub form: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubstitutionReport {
+    pub vm: String,
+    pub kind: String,
+    pub original: String,
+    pub replacement: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TranscriptReport {
+    pub vm: String,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Passed,
+    Failed,
+    /// The handout's command failed in the known way; the fix (if any) worked.
+    Erratum,
+    /// Not run because an earlier step failed.
+    Skipped,
+    /// labcheck could not carry the step out (not a verdict on the lab).
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    pub name: String,
+    /// `host`, `guest`, `interact`, `boot`, `reboot`, `poweroff` or `check`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<String>,
+    /// The command as run (for boot: the handout's QEMU command line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<i32>,
+    /// What the step printed (bounded; see `report::evidence`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub output: String,
+    /// The expectation in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected: Vec<String>,
+    /// What did not hold, in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mismatches: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erratum: Option<ErratumReport>,
+    /// Why the step was skipped or could not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The last console lines, on failure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub console_tail: Vec<String>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErratumReport {
+    pub reason: String,
+    /// False when the handout's command now works as printed: the erratum
+    /// is stale and the lab file should drop it.
+    pub reproduced: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix_exit: Option<i32>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fix_output: String,
+}
+
+impl Report {
+    /// True when no lab failed or errored: the run's exit status is 0.
+    pub fn all_passed(&self) -> bool {
+        self.labs
+            .iter()
+            .all(|lab| lab.outcome == LabOutcome::Passed)
+    }
+}
+
+impl LabReport {
+    /// A lab's outcome follows from its steps: any error makes it an error,
+    /// else any failure a failure.
+    pub fn outcome_of(steps: &[StepReport]) -> LabOutcome {
+        if steps.iter().any(|s| s.outcome == Outcome::Error) {
+            LabOutcome::Error
+        } else if steps.iter().any(|s| s.outcome == Outcome::Failed) {
+            LabOutcome::Failed
+        } else {
+            LabOutcome::Passed
+        }
+    }
+}
