@@ -1,0 +1,84 @@
+//! What the runner tells the world. Past tense: each event reports something
+//! that has happened. The runner never prints; reporters consume these.
+
+use std::time::Duration;
+
+use crate::report::{Environment, StandInReport, StepReport, SubstitutionReport, TranscriptReport};
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    RunStarted {
+        environment: Environment,
+        labs: usize,
+    },
+    LabStarted {
+        lab: String,
+        title: String,
+        handout: String,
+        source: String,
+        work_dir: String,
+        stand_ins: Vec<StandInReport>,
+    },
+    /// A VM's QEMU command line was rewritten: these are the declared changes.
+    VmPrepared {
+        lab: String,
+        vm: String,
+        substitutions: Vec<SubstitutionReport>,
+    },
+    VmBooting {
+        lab: String,
+        vm: String,
+    },
+    VmReady {
+        lab: String,
+        vm: String,
+        after: Duration,
+    },
+    StepStarted {
+        lab: String,
+        index: usize,
+        name: String,
+    },
+    StepFinished {
+        lab: String,
+        index: usize,
+        step: Box<StepReport>,
+    },
+    LabFinished {
+        lab: String,
+        duration: Duration,
+        transcripts: Vec<TranscriptReport>,
+    },
+}
+
+impl Event {
+    /// The lab this event belongs to, if any.
+    pub fn lab(&self) -> Option<&str> {
+        match self {
+            Event::RunStarted { .. } => None,
+            Event::LabStarted { lab, .. }
+            | Event::VmPrepared { lab, .. }
+            | Event::VmBooting { lab, .. }
+            | Event::VmReady { lab, .. }
+            | Event::StepStarted { lab, .. }
+            | Event::StepFinished { lab, .. }
+            | Event::LabFinished { lab, .. } => Some(lab),
+        }
+    }
+}
+
+/// Where the runner sends its events. Sending never fails the run: a
+/// reporter that went away must not stop VMs from being cleaned up.
+#[derive(Debug, Clone)]
+pub struct EventSink(tokio::sync::mpsc::UnboundedSender<Event>);
+
+impl EventSink {
+    pub fn channel() -> (EventSink, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (EventSink(tx), rx)
+    }
+
+    pub fn emit(&self, event: Event) {
+        let _ = self.0.send(event);
+    }
+}

@@ -1,0 +1,700 @@
+//! One lab, start to finish: work dir, stand-ins, steps, cleanup.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::events::{Event, EventSink};
+use super::verdict::{describe, mismatches, Observation};
+use super::vms::{boot, BootRequest, Booted, LiveVm, StepFailure};
+use super::{RunContext, RunError};
+use crate::report::{
+    bounded_output, ErratumReport, Outcome, StandInReport, StepReport, SubstitutionReport,
+    TranscriptReport,
+};
+use crate::scenario::model::{
+    Action, Check, DigestMode, Erratum, FieldExpect, GuestForm, Interaction, Lab, Step,
+};
+use crate::time::{Deadline, TimeScale};
+use crate::vm::{process, rewrite, CommandLine, ShellExit, ShellOutput};
+
+/// Timeouts for steps that do not set their own, as under KVM.
+const HOST_TIMEOUT: Duration = Duration::from_secs(30);
+const GUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const BOOT_TIMEOUT: Duration = Duration::from_secs(12);
+const POWEROFF_TIMEOUT: Duration = Duration::from_secs(6);
+/// Console lines a failure carries.
+const TAIL_LINES: usize = 20;
+
+/// Runs `lab` to the end and reports through `events`. Returns `Err` only
+/// when the lab could not be started; every step's result is an event.
+pub async fn run_lab(lab: &Lab, ctx: &RunContext, events: &EventSink) -> Result<(), RunError> {
+    let started = Instant::now();
+    let mut run = LabRun::prepare(lab, ctx, events)?;
+    events.emit(Event::LabStarted {
+        lab: lab.id.clone(),
+        title: lab.title.clone(),
+        handout: lab.handout.clone(),
+        source: lab.source.display().to_string(),
+        work_dir: run.work_dir.display().to_string(),
+        stand_ins: lab
+            .images
+            .iter()
+            .map(|image| StandInReport {
+                name: image.name.clone(),
+                form: form_name(image.form).to_string(),
+            })
+            .collect(),
+    });
+    run.place_stand_ins()?;
+
+    let mut failed_step: Option<String> = None;
+    let mut index = 0;
+    for step in &lab.steps {
+        let report = match &failed_step {
+            Some(failed) => skipped(step, failed),
+            None => run.step(index, step).await,
+        };
+        if failed_step.is_none() && matches!(report.outcome, Outcome::Failed | Outcome::Error) {
+            failed_step = Some(step.name.clone());
+        }
+        run.finish_step(index, report);
+        index += 1;
+    }
+    for step in &lab.cleanup {
+        let report = run.step(index, step).await;
+        run.finish_step(index, report);
+        index += 1;
+    }
+    run.shutdown();
+    events.emit(Event::LabFinished {
+        lab: lab.id.clone(),
+        duration: started.elapsed(),
+        transcripts: run.transcripts.clone(),
+    });
+    Ok(())
+}
+
+/// The state of one lab while it runs. Field order matters: VMs drop (and so
+/// are killed) before the work dir they run in is removed.
+struct LabRun<'a> {
+    vms: HashMap<String, LiveVm>,
+    lab: &'a Lab,
+    ctx: &'a RunContext,
+    events: &'a EventSink,
+    scale: TimeScale,
+    work_dir: PathBuf,
+    transcript_dir: PathBuf,
+    transcripts: Vec<TranscriptReport>,
+    boots: HashMap<String, usize>,
+    digests: HashMap<String, String>,
+    /// Removes the work dir on drop unless the user asked to keep it.
+    _work_guard: Option<tempfile::TempDir>,
+}
+
+impl<'a> LabRun<'a> {
+    fn prepare(lab: &'a Lab, ctx: &'a RunContext, events: &'a EventSink) -> Result<Self, RunError> {
+        let work_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RunError::WorkDir { path, source }
+        };
+        std::fs::create_dir_all(&ctx.work_root).map_err(work_error(&ctx.work_root))?;
+        let guard = tempfile::Builder::new()
+            .prefix(&format!("{}-", lab.id))
+            .tempdir_in(&ctx.work_root)
+            .map_err(work_error(&ctx.work_root))?;
+        let work_dir = guard.path().to_path_buf();
+        let transcript_dir = ctx.out_dir.join(&lab.id);
+        std::fs::create_dir_all(&transcript_dir).map_err(work_error(&transcript_dir))?;
+        Ok(LabRun {
+            vms: HashMap::new(),
+            lab,
+            ctx,
+            events,
+            scale: ctx.time_scale(),
+            work_dir,
+            transcript_dir,
+            transcripts: Vec::new(),
+            boots: HashMap::new(),
+            digests: HashMap::new(),
+            _work_guard: if ctx.keep {
+                let _ = guard.keep();
+                None
+            } else {
+                Some(guard)
+            },
+        })
+    }
+
+    /// Puts the guest's files where the handout expects its images: the ISO
+    /// as a link (read-only), the disk as a copy (the lab changes and deletes it).
+    fn place_stand_ins(&self) -> Result<(), RunError> {
+        for image in &self.lab.images {
+            let target = self.work_dir.join(&image.name);
+            let placed = match image.form {
+                GuestForm::Iso => std::os::unix::fs::symlink(&self.ctx.guest.iso, &target),
+                GuestForm::Disk => std::fs::copy(&self.ctx.guest.disk_qcow2, &target).map(|_| ()),
+            };
+            placed.map_err(|source| RunError::StandIn {
+                name: image.name.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn finish_step(&self, index: usize, step: StepReport) {
+        self.events.emit(Event::StepFinished {
+            lab: self.lab.id.clone(),
+            index,
+            step: Box::new(step),
+        });
+    }
+
+    /// Kills what is still running. Called at the end of every lab; a drop
+    /// (Ctrl-C, panic) does the same through `ChildProcess`'s Drop.
+    fn shutdown(&mut self) {
+        self.vms.clear();
+    }
+
+    fn deadline(&self, step: &Step, default: Duration) -> Deadline {
+        Deadline::after(self.scale.scale(step.timeout.unwrap_or(default)))
+    }
+
+    async fn step(&mut self, index: usize, step: &Step) -> StepReport {
+        self.events.emit(Event::StepStarted {
+            lab: self.lab.id.clone(),
+            index,
+            name: step.name.clone(),
+        });
+        let started = Instant::now();
+        let mut report = blank_report(step);
+        report.expected = describe(&step.expect);
+        let first = self.perform(step, &step.action).await;
+        match first {
+            Err(failure) => record_failure(&mut report, failure),
+            Ok(seen) => self.judge(step, seen, &mut report).await,
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        report
+    }
+
+    /// Sets the outcome of a step that ran, taking its erratum into account.
+    async fn judge(&mut self, step: &Step, seen: Performed, report: &mut StepReport) {
+        report.exit = seen.observation.exit;
+        report.output = bounded_output(&seen.observation.output);
+        let mut found = seen.own_mismatches;
+        found.extend(mismatches(&step.expect, &seen.observation));
+        let Some(erratum) = &step.erratum else {
+            report.outcome = verdict(&found);
+            report.mismatches = found;
+            return;
+        };
+        if found.is_empty() {
+            report.outcome = Outcome::Passed;
+            report.erratum = Some(erratum_report(erratum, false));
+            return;
+        }
+        let signature = mismatches(&erratum.observed, &seen.observation);
+        if !signature.is_empty() {
+            report.outcome = Outcome::Failed;
+            report.mismatches = found;
+            report.note = Some(format!(
+                "not the known erratum ({}): {}",
+                erratum.reason,
+                signature.join("; ")
+            ));
+            return;
+        }
+        let mut known = erratum_report(erratum, true);
+        report.outcome = Outcome::Erratum;
+        if let Some(fix) = &erratum.fix {
+            let fixed_action = with_command(&step.action, fix);
+            match self.perform(step, &fixed_action).await {
+                Err(failure) => {
+                    report.outcome = failure.outcome;
+                    report.mismatches = vec![format!("the fix failed: {}", failure.message)];
+                    report.console_tail = failure.tail;
+                }
+                Ok(fixed) => {
+                    known.fix_exit = fixed.observation.exit;
+                    known.fix_output = bounded_output(&fixed.observation.output);
+                    let mut still = fixed.own_mismatches;
+                    still.extend(mismatches(&step.expect, &fixed.observation));
+                    if !still.is_empty() {
+                        report.outcome = Outcome::Failed;
+                        report.mismatches = still
+                            .into_iter()
+                            .map(|m| format!("with the fix: {m}"))
+                            .collect();
+                    }
+                }
+            }
+        }
+        report.erratum = Some(known);
+    }
+
+    async fn perform(&mut self, step: &Step, action: &Action) -> Result<Performed, StepFailure> {
+        match action {
+            Action::Host { command } => {
+                let deadline = self.deadline(step, HOST_TIMEOUT);
+                let out = process::run_shell(command, &self.work_dir, deadline)
+                    .await
+                    .map_err(|e| StepFailure::error(format!("cannot run `sh -c`: {e}")))?;
+                shell_observation(command, &out)
+            }
+            Action::Guest { vm, command } => {
+                let deadline = self.deadline(step, GUEST_TIMEOUT);
+                let live = self.live(vm)?;
+                let out = live
+                    .console
+                    .run(command, deadline)
+                    .await
+                    .map_err(StepFailure::from_console)?;
+                Ok(Performed::seen(Some(out.exit), out.output))
+            }
+            Action::Interact { vm, script } => {
+                let deadline = self.deadline(step, GUEST_TIMEOUT);
+                let live = self.live(vm)?;
+                let mut seen = String::new();
+                for part in script {
+                    match part {
+                        Interaction::Send(text) => live
+                            .console
+                            .send(text.as_bytes(), deadline)
+                            .await
+                            .map_err(StepFailure::from_console)?,
+                        Interaction::Expect(pattern) => {
+                            let found = live
+                                .console
+                                .expect(pattern, deadline)
+                                .await
+                                .map_err(StepFailure::from_console)?;
+                            seen.push_str(&found.before);
+                            seen.push_str(&found.matched);
+                        }
+                    }
+                }
+                Ok(Performed::seen(None, seen))
+            }
+            Action::Boot { vms } => self.boot(step, vms).await,
+            Action::Reboot { vm } => {
+                let deadline = self.deadline(step, BOOT_TIMEOUT);
+                let live = self.live(vm)?;
+                live.reboot(deadline).await?;
+                Ok(Performed::seen(None, String::new()))
+            }
+            Action::Poweroff { vm } => {
+                let deadline = self.deadline(step, POWEROFF_TIMEOUT);
+                let live = self.live(vm)?;
+                let status = live.poweroff(deadline).await?;
+                self.vms.remove(vm);
+                Ok(Performed::seen(
+                    status,
+                    "QEMU exited after the guest powered off".to_string(),
+                ))
+            }
+            Action::Check(check) => self.check(step, check).await,
+        }
+    }
+
+    fn live(&mut self, vm: &str) -> Result<&mut LiveVm, StepFailure> {
+        self.vms.get_mut(vm).ok_or_else(|| StepFailure {
+            outcome: Outcome::Failed,
+            message: format!("{vm} is not running (boot it in an earlier step)"),
+            tail: Vec::new(),
+        })
+    }
+
+    /// Boots `names` concurrently. With an exit expectation on the step, QEMU
+    /// ending is the awaited result; otherwise every VM must reach a shell.
+    async fn boot(&mut self, step: &Step, names: &[String]) -> Result<Performed, StepFailure> {
+        let deadline = self.deadline(step, BOOT_TIMEOUT);
+        let mut boots = tokio::task::JoinSet::new();
+        for name in names {
+            let request = self.boot_request(name, deadline)?;
+            self.events.emit(Event::VmBooting {
+                lab: self.lab.id.clone(),
+                vm: name.clone(),
+            });
+            boots.spawn(async move { (request.vm.clone(), boot(request).await) });
+        }
+        let mut exits = Vec::new();
+        let mut output = String::new();
+        let mut failure = None;
+        while let Some(joined) = boots.join_next().await {
+            let (name, booted) =
+                joined.map_err(|e| StepFailure::error(format!("boot task failed: {e}")))?;
+            match booted {
+                Booted::Ready { vm, after } => {
+                    let vm = *vm;
+                    self.events.emit(Event::VmReady {
+                        lab: self.lab.id.clone(),
+                        vm: name.clone(),
+                        after,
+                    });
+                    self.vms.insert(name, vm);
+                }
+                Booted::Exited { status, log } => {
+                    exits.push(status);
+                    output.push_str(&log);
+                }
+                Booted::Failed(f) => failure = failure.or(Some(f)),
+            }
+        }
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
+        let expects_exit = step.expect.exit.is_some();
+        let mut own = Vec::new();
+        if expects_exit && exits.is_empty() {
+            own.push("QEMU kept running: the guest reached a shell".to_string());
+        }
+        if !expects_exit && !exits.is_empty() {
+            own.push("QEMU exited before the guest reached a shell".to_string());
+        }
+        Ok(Performed {
+            observation: Observation {
+                exit: exits.into_iter().next().flatten(),
+                output,
+            },
+            own_mismatches: own,
+        })
+    }
+
+    fn boot_request(&mut self, name: &str, deadline: Deadline) -> Result<BootRequest, StepFailure> {
+        let spec = self
+            .lab
+            .vms
+            .iter()
+            .find(|vm| vm.name == name)
+            .ok_or_else(|| StepFailure::error(format!("no VM named {name}")))?;
+        let parsed =
+            CommandLine::parse(&spec.qemu).map_err(|e| StepFailure::error(e.to_string()))?;
+        let count = self.boots.entry(name.to_string()).or_insert(0);
+        *count += 1;
+        let run_dir = self
+            .work_dir
+            .join(".labcheck")
+            .join(format!("{name}-{count}"));
+        std::fs::create_dir_all(&run_dir)
+            .map_err(|e| StepFailure::error(format!("cannot create {}: {e}", run_dir.display())))?;
+        let serial_socket = run_dir.join("serial.sock");
+        let qmp_socket = run_dir.join("qmp.sock");
+        let plan = rewrite::Plan {
+            accel: self.ctx.probe.accel,
+            serial_socket: serial_socket.clone(),
+            qmp_socket: qmp_socket.clone(),
+            stand_ins: self
+                .lab
+                .images
+                .iter()
+                .map(|image| rewrite::StandIn {
+                    name: image.name.clone(),
+                    path: self.work_dir.join(&image.name),
+                })
+                .collect(),
+        };
+        let rewritten = rewrite(&parsed, &plan);
+        if *count == 1 {
+            self.events.emit(Event::VmPrepared {
+                lab: self.lab.id.clone(),
+                vm: name.to_string(),
+                substitutions: rewritten
+                    .substitutions
+                    .iter()
+                    .map(|s| SubstitutionReport {
+                        vm: name.to_string(),
+                        kind: kind_name(s.kind),
+                        original: s.original.clone(),
+                        replacement: s.replacement.clone(),
+                        reason: s.reason.clone(),
+                    })
+                    .collect(),
+            });
+        }
+        let transcript_name = if *count == 1 {
+            format!("{name}.log")
+        } else {
+            format!("{name}.boot{count}.log")
+        };
+        self.transcripts.push(TranscriptReport {
+            vm: name.to_string(),
+            path: format!("{}/{transcript_name}", self.lab.id),
+        });
+        Ok(BootRequest {
+            vm: name.to_string(),
+            argv: rewritten.argv,
+            cwd: self.work_dir.clone(),
+            run_dir,
+            serial_socket,
+            qmp_socket,
+            transcript: self.transcript_dir.join(transcript_name),
+            deadline,
+        })
+    }
+
+    async fn check(&mut self, step: &Step, check: &Check) -> Result<Performed, StepFailure> {
+        let deadline = self.deadline(step, HOST_TIMEOUT);
+        match check {
+            Check::QemuImgInfo {
+                image,
+                field,
+                expect,
+            } => {
+                let command = format!(
+                    "qemu-img info --output=json {}",
+                    shlex::try_quote(image).unwrap_or_default()
+                );
+                let out = process::run_shell(&command, &self.work_dir, deadline)
+                    .await
+                    .map_err(|e| StepFailure::error(format!("cannot run qemu-img: {e}")))?;
+                let seen = shell_observation(&command, &out)?;
+                if seen.observation.exit != Some(0) {
+                    return Ok(Performed {
+                        own_mismatches: vec![format!("`{command}` failed")],
+                        ..seen
+                    });
+                }
+                let info: serde_json::Value = serde_json::from_str(&seen.observation.output)
+                    .map_err(|e| StepFailure::error(format!("qemu-img printed no JSON: {e}")))?;
+                let value = info.get(field);
+                let shown = match value {
+                    Some(v) => format!("{field} = {v}"),
+                    None => format!("{field} is absent"),
+                };
+                let own = match (expect, value) {
+                    (FieldExpect::Equals(want), Some(v)) if v == want => vec![],
+                    (FieldExpect::Equals(want), _) => vec![format!("{field} should be {want}")],
+                    (FieldExpect::Absent, None) => vec![],
+                    (FieldExpect::Absent, Some(_)) => vec![format!("{field} should be absent")],
+                };
+                Ok(Performed {
+                    observation: Observation {
+                        exit: Some(0),
+                        output: shown,
+                    },
+                    own_mismatches: own,
+                })
+            }
+            Check::File { path, exists } => {
+                let present = self.work_dir.join(path).exists();
+                let shown = format!(
+                    "{path} {}",
+                    if present { "exists" } else { "does not exist" }
+                );
+                let own = if present == *exists {
+                    vec![]
+                } else {
+                    vec![format!(
+                        "{path} should {}exist",
+                        if *exists { "" } else { "not " }
+                    )]
+                };
+                Ok(Performed {
+                    observation: Observation {
+                        exit: None,
+                        output: shown,
+                    },
+                    own_mismatches: own,
+                })
+            }
+            Check::Digest { path, mode } => {
+                let file = self.work_dir.join(path);
+                let digest = tokio::task::spawn_blocking(move || sha256_file(&file))
+                    .await
+                    .map_err(|e| StepFailure::error(format!("digest task failed: {e}")))?
+                    .map_err(|e| StepFailure::error(format!("cannot read {path}: {e}")))?;
+                let own = match mode {
+                    DigestMode::Save(key) => {
+                        self.digests.insert(key.clone(), digest.clone());
+                        vec![]
+                    }
+                    DigestMode::SameAs(key) => match self.digests.get(key) {
+                        Some(saved) if *saved == digest => vec![],
+                        Some(_) => vec![format!("{path} changed since `{key}`")],
+                        None => vec![format!("no digest saved as `{key}` (its step did not run)")],
+                    },
+                };
+                Ok(Performed {
+                    observation: Observation {
+                        exit: None,
+                        output: format!("sha256 {digest}"),
+                    },
+                    own_mismatches: own,
+                })
+            }
+        }
+    }
+}
+
+/// What a step showed, plus any verdict the action itself reached (checks).
+struct Performed {
+    observation: Observation,
+    own_mismatches: Vec<String>,
+}
+
+impl Performed {
+    fn seen(exit: Option<i32>, output: String) -> Self {
+        Performed {
+            observation: Observation { exit, output },
+            own_mismatches: Vec::new(),
+        }
+    }
+}
+
+fn verdict(mismatches: &[String]) -> Outcome {
+    if mismatches.is_empty() {
+        Outcome::Passed
+    } else {
+        Outcome::Failed
+    }
+}
+
+fn record_failure(report: &mut StepReport, failure: StepFailure) {
+    report.outcome = failure.outcome;
+    report.mismatches = vec![failure.message];
+    report.console_tail = failure.tail;
+}
+
+fn erratum_report(erratum: &Erratum, reproduced: bool) -> ErratumReport {
+    ErratumReport {
+        reason: erratum.reason.clone(),
+        reproduced,
+        fix: erratum.fix.clone(),
+        fix_exit: None,
+        fix_output: String::new(),
+    }
+}
+
+/// The same action with the erratum's working command in place of the handout's.
+fn with_command(action: &Action, fix: &str) -> Action {
+    match action {
+        Action::Host { .. } => Action::Host {
+            command: fix.to_string(),
+        },
+        Action::Guest { vm, .. } => Action::Guest {
+            vm: vm.clone(),
+            command: fix.to_string(),
+        },
+        other => other.clone(),
+    }
+}
+
+fn skipped(step: &Step, failed: &str) -> StepReport {
+    StepReport {
+        outcome: Outcome::Skipped,
+        note: Some(format!("skipped: the earlier step `{failed}` did not pass")),
+        ..blank_report(step)
+    }
+}
+
+fn blank_report(step: &Step) -> StepReport {
+    let (kind, vm, command) = describe_action(&step.action);
+    StepReport {
+        name: step.name.clone(),
+        kind: kind.to_string(),
+        vm,
+        command,
+        outcome: Outcome::Passed,
+        exit: None,
+        output: String::new(),
+        expected: Vec::new(),
+        mismatches: Vec::new(),
+        erratum: None,
+        note: None,
+        console_tail: Vec::new(),
+        duration_ms: 0,
+    }
+}
+
+fn describe_action(action: &Action) -> (&'static str, Option<String>, Option<String>) {
+    match action {
+        Action::Host { command } => ("host", None, Some(command.clone())),
+        Action::Guest { vm, command } => ("guest", Some(vm.clone()), Some(command.clone())),
+        Action::Interact { vm, script } => {
+            let typed = script
+                .iter()
+                .map(|part| match part {
+                    Interaction::Send(text) => format!("send {text:?}"),
+                    Interaction::Expect(re) => format!("expect /{}/", re.as_str()),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            ("interact", Some(vm.clone()), Some(typed))
+        }
+        Action::Boot { vms } => ("boot", Some(vms.join(", ")), None),
+        Action::Reboot { vm } => ("reboot", Some(vm.clone()), Some("reboot".to_string())),
+        Action::Poweroff { vm } => ("poweroff", Some(vm.clone()), Some("poweroff".to_string())),
+        Action::Check(check) => ("check", None, Some(describe_check(check))),
+    }
+}
+
+fn describe_check(check: &Check) -> String {
+    match check {
+        Check::QemuImgInfo {
+            image,
+            field,
+            expect,
+        } => match expect {
+            FieldExpect::Equals(v) => format!("qemu-img info {image}: {field} = {v}"),
+            FieldExpect::Absent => format!("qemu-img info {image}: no {field}"),
+        },
+        Check::File { path, exists } => {
+            format!(
+                "{path} {}",
+                if *exists { "exists" } else { "does not exist" }
+            )
+        }
+        Check::Digest { path, mode } => match mode {
+            DigestMode::Save(key) => format!("sha256 of {path}, saved as `{key}`"),
+            DigestMode::SameAs(key) => format!("sha256 of {path} equals `{key}`"),
+        },
+    }
+}
+
+/// A host command's end as an observation; killed at its deadline, a failure.
+fn shell_observation(command: &str, out: &ShellOutput) -> Result<Performed, StepFailure> {
+    let text = out.text();
+    match out.exit {
+        ShellExit::Exited(code) => Ok(Performed::seen(Some(code), text)),
+        ShellExit::Signaled(signal) => Ok(Performed::seen(Some(128 + signal), text)),
+        ShellExit::TimedOut { after } => Err(StepFailure {
+            outcome: Outcome::Failed,
+            message: format!(
+                "`{command}` did not finish within {} and was killed",
+                crate::time::format_duration(after)
+            ),
+            tail: tail_of(&text),
+        }),
+    }
+}
+
+/// The snake_case name the report uses for a substitution's kind.
+fn kind_name(kind: rewrite::SubstitutionKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{kind:?}"))
+}
+
+fn form_name(form: GuestForm) -> &'static str {
+    match form {
+        GuestForm::Iso => "guest:iso",
+        GuestForm::Disk => "guest:disk",
+    }
+}
+
+fn tail_of(output: &str) -> Vec<String> {
+    let lines: Vec<&str> = output.lines().collect();
+    let from = lines.len().saturating_sub(TAIL_LINES);
+    lines[from..].iter().map(|l| l.to_string()).collect()
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}

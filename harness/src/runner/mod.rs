@@ -1,0 +1,61 @@
+//! Executes labs: steps in order, VMs concurrently, a deadline on every wait,
+//! cleanup always. Emits [`Event`]s and never prints.
+//!
+//! A failed step is a result (in a [`StepReport`]), not an `Err`: the runner
+//! only returns `Err` when it cannot start a lab at all.
+
+mod events;
+mod lab;
+mod verdict;
+mod vms;
+
+use std::path::PathBuf;
+
+pub use events::{Event, EventSink};
+pub use lab::run_lab;
+pub use verdict::{describe, mismatches, Observation};
+pub use vms::{boot, BootRequest, Booted, LiveVm, StepFailure};
+
+use crate::guest::Artifacts;
+use crate::time::TimeScale;
+use crate::vm::{Accel, Probe};
+
+/// What every lab of a run shares.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    pub guest: Artifacts,
+    pub probe: Probe,
+    /// Reports and transcripts go here (`target/labcheck` for verify-labs).
+    pub out_dir: PathBuf,
+    /// Per-lab work dirs are made here; kept short because unix socket paths
+    /// must stay under 108 bytes.
+    pub work_root: PathBuf,
+    /// Keep work dirs after the run (the user asked to).
+    pub keep: bool,
+}
+
+impl RunContext {
+    pub fn time_scale(&self) -> TimeScale {
+        match self.probe.accel {
+            Accel::Kvm => TimeScale::KVM,
+            Accel::Tcg => TimeScale::TCG,
+        }
+    }
+}
+
+/// Why a lab could not be started at all.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot prepare the work dir {path}: {source}")]
+    WorkDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot place the stand-in {name} in the work dir: {source}")]
+    StandIn {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,187 @@
+//! The lab's VMs: launch, wire the console, wait for a shell; reboot and
+//! power off through the guest, watched through QMP.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::console::{Console, ConsoleError};
+use crate::report::Outcome;
+use crate::time::{format_duration, Deadline};
+use crate::vm::launch::{log_tail, QEMU_LOG};
+use crate::vm::{launch, ChildProcess, LaunchError, Qmp, RunningVm};
+
+/// A VM whose shell answered. Dropping it kills QEMU.
+#[derive(Debug)]
+pub struct LiveVm {
+    pub console: Console,
+    child: ChildProcess,
+    qmp: Qmp,
+}
+
+/// Everything needed to boot one VM, owned so that boots run concurrently.
+#[derive(Debug)]
+pub struct BootRequest {
+    pub vm: String,
+    pub argv: Vec<String>,
+    /// The lab's work dir: QEMU runs here so the handout's relative paths work.
+    pub cwd: PathBuf,
+    /// Sockets and QEMU's own log.
+    pub run_dir: PathBuf,
+    pub serial_socket: PathBuf,
+    pub qmp_socket: PathBuf,
+    pub transcript: PathBuf,
+    pub deadline: Deadline,
+}
+
+/// How a boot ended.
+#[derive(Debug)]
+pub enum Booted {
+    Ready {
+        vm: Box<LiveVm>,
+        after: Duration,
+    },
+    /// QEMU ended before a shell came up (a result some steps expect).
+    Exited {
+        status: Option<i32>,
+        log: String,
+    },
+    Failed(StepFailure),
+}
+
+/// A step that could not show its expectation, with what the console showed.
+#[derive(Debug, Clone)]
+pub struct StepFailure {
+    pub outcome: Outcome,
+    pub message: String,
+    pub tail: Vec<String>,
+}
+
+impl StepFailure {
+    /// labcheck could not carry the step out.
+    pub fn error(message: impl Into<String>) -> Self {
+        StepFailure {
+            outcome: Outcome::Error,
+            message: message.into(),
+            tail: Vec::new(),
+        }
+    }
+
+    /// A console wait that did not end as expected fails the step (the lab's
+    /// fault, or the guest's); a transcript that cannot be opened is labcheck's.
+    pub fn from_console(error: ConsoleError) -> Self {
+        let (outcome, tail) = match &error {
+            ConsoleError::Timeout { tail, .. } | ConsoleError::Closed { tail, .. } => {
+                (Outcome::Failed, tail.clone())
+            }
+            ConsoleError::Io(_) => (Outcome::Error, Vec::new()),
+        };
+        StepFailure {
+            outcome,
+            message: error.to_string(),
+            tail,
+        }
+    }
+}
+
+/// Launches QEMU and waits for the guest's shell. Spawns QEMU: run it on a
+/// tokio worker (the parent-death signal follows the spawning thread).
+pub async fn boot(request: BootRequest) -> Booted {
+    let started = Instant::now();
+    let launched = launch(
+        &request.argv,
+        &request.cwd,
+        &request.run_dir,
+        &request.serial_socket,
+        &request.qmp_socket,
+        request.deadline,
+    )
+    .await;
+    let RunningVm {
+        mut child,
+        serial,
+        qmp,
+        log,
+    } = match launched {
+        Ok(running) => running,
+        Err(error @ LaunchError::Exited { .. }) => {
+            return Booted::Exited {
+                status: error.exit_code(),
+                log: log_tail(&request.run_dir.join(QEMU_LOG)),
+            }
+        }
+        Err(other) => return Booted::Failed(StepFailure::error(other.to_string())),
+    };
+    let mut console = match Console::start(serial, &request.transcript) {
+        Ok(console) => console,
+        Err(error) => return Booted::Failed(StepFailure::from_console(error)),
+    };
+    match console.wait_for_shell(request.deadline).await {
+        Ok(()) => Booted::Ready {
+            vm: Box::new(LiveVm {
+                console,
+                child,
+                qmp,
+            }),
+            after: started.elapsed(),
+        },
+        Err(error) => match child.try_wait() {
+            Ok(Some(status)) => Booted::Exited {
+                status: status.code(),
+                log: log_tail(&log),
+            },
+            _ => Booted::Failed(StepFailure::from_console(error)),
+        },
+    }
+}
+
+impl LiveVm {
+    /// Types `reboot`, waits for QEMU's RESET event, then for the new shell.
+    pub async fn reboot(&mut self, deadline: Deadline) -> Result<(), StepFailure> {
+        let mut events = self.qmp.subscribe();
+        self.console
+            .send_line("reboot", deadline)
+            .await
+            .map_err(StepFailure::from_console)?;
+        let reset = async {
+            loop {
+                match events.recv().await {
+                    Ok(event) if event.name == "RESET" => return true,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline.tokio_instant(), reset).await {
+            Ok(true) => {}
+            Ok(false) => return Err(self.failure("QEMU's RESET event", deadline, "QMP closed")),
+            Err(_) => return Err(self.failure("QEMU's RESET event", deadline, "timed out")),
+        }
+        self.console
+            .wait_for_shell(deadline)
+            .await
+            .map_err(StepFailure::from_console)
+    }
+
+    /// Types `poweroff` and waits for QEMU to exit; returns its exit code.
+    pub async fn poweroff(&mut self, deadline: Deadline) -> Result<Option<i32>, StepFailure> {
+        self.console
+            .send_line("poweroff", deadline)
+            .await
+            .map_err(StepFailure::from_console)?;
+        match self.child.wait_with_deadline(deadline).await {
+            Ok(status) => Ok(status.code()),
+            Err(error) => Err(self.failure("QEMU to exit", deadline, &error.to_string())),
+        }
+    }
+
+    fn failure(&self, awaited: &str, deadline: Deadline, what: &str) -> StepFailure {
+        StepFailure {
+            outcome: Outcome::Failed,
+            message: format!(
+                "{what} after {} waiting for {awaited}",
+                format_duration(deadline.elapsed())
+            ),
+            tail: self.console.tail(20),
+        }
+    }
+}
