@@ -24,7 +24,7 @@ const BANNER: &[u8] = b"Linux version";
 /// How much of the serial output a "no banner" finding quotes.
 const SEEN_QUOTE_BYTES: usize = 200;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
     Kvm,
@@ -71,7 +71,7 @@ async fn probe_with(
         return tcg(finding);
     }
     let budget = Deadline::after(BANNER_BUDGET.min(deadline.remaining()));
-    match boot_to_banner(Accel::Kvm, kernel, initrd, append, budget).await {
+    match boot_to_banner(Accel::Kvm, kernel, initrd, &loud(append), budget).await {
         Ok(after) => Probe {
             accel: Accel::Kvm,
             detail: format!("KVM: the test guest printed its kernel banner after {after:.1?}"),
@@ -168,6 +168,76 @@ fn exited(status: std::process::ExitStatus, log_tail: &str) -> String {
     format!("QEMU exited {code}: {last}")
 }
 
+/// The guest's command line with console logging turned back up: a `quiet`
+/// kernel does not print its banner, and the probe waits for exactly that.
+/// A later `loglevel=` overrides an earlier `quiet`.
+fn loud(append: &str) -> String {
+    format!("{append} loglevel=7")
+}
+
+/// Where a probe's finding is remembered, and for which host state.
+#[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+struct Remembered {
+    host: String,
+    accel: Accel,
+    detail: String,
+}
+
+/// Like [`probe`], but remembers the finding in `cache_file` for as long as
+/// the host is the same: the same boot (kernel boot id), the same QEMU binary
+/// and the same `/dev/kvm`. A failed KVM probe costs ten seconds, and every
+/// `labcheck run` and every test process would otherwise pay it again.
+pub async fn probe_cached(
+    cache_file: &Path,
+    kernel: &Path,
+    initrd: &Path,
+    append: &str,
+    deadline: Deadline,
+) -> Probe {
+    let host = host_fingerprint();
+    let remembered = std::fs::read(cache_file)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Remembered>(&bytes).ok())
+        .filter(|r| r.host == host);
+    if let Some(r) = remembered {
+        return Probe {
+            accel: r.accel,
+            detail: format!("{} (probed earlier since this host booted)", r.detail),
+        };
+    }
+    let found = probe(kernel, initrd, append, deadline).await;
+    let record = Remembered {
+        host,
+        accel: found.accel,
+        detail: found.detail.clone(),
+    };
+    if let Ok(json) = serde_json::to_vec(&record) {
+        // Best effort: without the cache the next run simply probes again.
+        let _ = std::fs::write(cache_file, json);
+    }
+    found
+}
+
+/// What the probe's answer depends on, as one string.
+fn host_fingerprint() -> String {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let qemu = which(QEMU)
+        .and_then(|path| std::fs::metadata(&path).ok().map(|m| (path, m)))
+        .map(|(path, m)| format!("{}:{}:{:?}", path.display(), m.len(), m.modified().ok()))
+        .unwrap_or_default();
+    let kvm = std::fs::metadata(KVM_DEVICE)
+        .map(|m| format!("{:?}", m.permissions()))
+        .unwrap_or_else(|_| "none".into());
+    format!("{}|{qemu}|{kvm}", boot_id.trim())
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
 fn tcg(finding: String) -> Probe {
     Probe {
         accel: Accel::Tcg,
@@ -221,23 +291,27 @@ mod tests {
     }
 
     /// The banner watch itself, on TCG (KVM does not work on the machines this
-    /// was written on). Run with
-    /// `LABCHECK_GUEST_DIR=~/.cache/labcheck/guest/<digest> cargo test -p labcheck --lib accel -- --ignored`.
+    /// was written on), with the guest's real, quiet command line: the probe
+    /// must turn the console log level back up to see the banner.
     #[tokio::test]
-    #[ignore = "needs the built guest in LABCHECK_GUEST_DIR"]
     async fn the_built_guest_prints_its_banner_on_tcg() {
-        let guest = std::path::PathBuf::from(
-            std::env::var("LABCHECK_GUEST_DIR").expect("LABCHECK_GUEST_DIR set"),
-        );
-        let budget = Deadline::after(Duration::from_secs(30));
+        let options = crate::guest::BuildOptions::from_env().expect("cache dir");
+        let guest = crate::guest::locate(&options).expect("the guest (cargo xtask fixtures)");
+        let budget = Deadline::after(Duration::from_secs(60));
         let booted = boot_to_banner(
             Accel::Tcg,
-            &guest.join("vmlinux"),
-            &guest.join("initramfs"),
-            "console=ttyS0",
+            &guest.vmlinux,
+            &guest.initramfs,
+            &loud(crate::guest::Artifacts::DIRECT_BOOT_APPEND),
             budget,
         )
         .await;
         assert!(booted.is_ok(), "{booted:?}");
+    }
+
+    #[test]
+    fn the_host_fingerprint_names_this_boot() {
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        assert!(host_fingerprint().starts_with(boot_id.trim()));
     }
 }

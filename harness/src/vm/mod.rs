@@ -14,7 +14,7 @@ pub mod process;
 pub mod qmp;
 pub mod rewrite;
 
-pub use accel::{probe, Accel, Probe};
+pub use accel::{probe, probe_cached, Accel, Probe};
 pub use cmdline::{CmdlineError, CommandLine, KeyValue, KeyValues, QemuOption};
 pub use launch::{launch, LaunchError, RunningVm};
 pub use process::{run_shell, ChildProcess, ShellExit, ShellOutput, WaitError};
