@@ -3,8 +3,11 @@
 //! See ARCHITECTURE.md at the repository root for the map of these modules and
 //! the invariants that keep them apart.
 
+pub mod cli;
 pub mod console;
 pub mod guest;
+pub mod report;
+pub mod runner;
 pub mod scenario;
 pub mod time;
 pub mod vm;

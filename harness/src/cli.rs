@@ -1,0 +1,312 @@
+//! The `labcheck` command line. Exit codes (documented in the README):
+//! 0 every lab passed (known errata included), 1 a step failed, 2 usage or
+//! lab-file error, 3 labcheck itself could not run (QEMU, guest, I/O), 130
+//! interrupted.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::guest::{self, BuildOptions};
+use crate::report::{Environment, Report, ReportBuilder, TerminalReporter};
+use crate::runner::{run_lab, Event, EventSink, RunContext};
+use crate::scenario::{self, model::Lab};
+use crate::time::Deadline;
+use crate::vm::{accel, CommandLine};
+
+pub const EXIT_PASSED: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_INFRA: u8 = 3;
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "labcheck",
+    version,
+    about = "Verifies QEMU lab handouts against real virtual machines"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run lab files against real VMs and report every step.
+    Run(RunArgs),
+    /// Validate lab files without running anything.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Build the built-in guest (if missing or stale) and print where it is.
+    Guest,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Where report.json and the console transcripts go.
+    #[arg(long, default_value = "target/labcheck")]
+    pub out: PathBuf,
+    /// Keep each lab's work dir (images, sockets, QEMU logs) after the run.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// Entry point of the `labcheck` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run(args) => run_command(&args),
+        Command::Check { files } => match load_labs(&files) {
+            Ok(labs) => {
+                for lab in &labs {
+                    say(&format!(
+                        "{}: ok ({} steps)",
+                        lab.source.display(),
+                        lab.steps.len()
+                    ));
+                }
+                EXIT_PASSED
+            }
+            Err(code) => code,
+        },
+        Command::Guest => match build_guest() {
+            Ok(artifacts) => {
+                say(&artifacts.dir.display().to_string());
+                EXIT_PASSED
+            }
+            Err(message) => {
+                complain(&message);
+                EXIT_INFRA
+            }
+        },
+    };
+    ExitCode::from(code)
+}
+
+/// Loads and validates every lab file, every VM's command line included.
+/// Nothing runs unless all of them are valid.
+pub fn load_labs(files: &[PathBuf]) -> Result<Vec<Lab>, u8> {
+    let mut labs = Vec::new();
+    let mut failed = false;
+    for file in files {
+        match scenario::load(file) {
+            Ok(lab) => {
+                failed |= !command_lines_valid(&lab);
+                labs.push(lab);
+            }
+            Err(error) => {
+                failed = true;
+                complain(&render_diagnostic(&error));
+            }
+        }
+    }
+    if failed {
+        Err(EXIT_USAGE)
+    } else {
+        Ok(labs)
+    }
+}
+
+fn command_lines_valid(lab: &Lab) -> bool {
+    let mut valid = true;
+    for vm in &lab.vms {
+        if let Err(error) = CommandLine::parse(&vm.qemu) {
+            valid = false;
+            complain(&format!(
+                "{}:{}:{}: vm.{}.qemu: {error}",
+                vm.location.file.display(),
+                vm.location.line,
+                vm.location.column,
+                vm.name
+            ));
+        }
+    }
+    valid
+}
+
+fn render_diagnostic(error: &dyn miette::Diagnostic) -> String {
+    let mut text = String::new();
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
+    if handler.render_report(&mut text, error).is_err() {
+        text = error.to_string();
+    }
+    text
+}
+
+/// `labcheck run`: validate, prepare (guest, accelerator), run, report.
+pub fn run_command(args: &RunArgs) -> u8 {
+    let labs = match load_labs(&args.files) {
+        Ok(labs) => labs,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            complain(&format!("cannot start the async runtime: {e}"));
+            return EXIT_INFRA;
+        }
+    };
+    let code = runtime.block_on(run_labs(labs, args));
+    // Dropping the runtime cancels what is left, and so kills its VMs, before we exit.
+    drop(runtime);
+    code
+}
+
+async fn run_labs(labs: Vec<Lab>, args: &RunArgs) -> u8 {
+    let ctx = match prepare(args).await {
+        Ok(ctx) => ctx,
+        Err(message) => {
+            complain(&message);
+            return EXIT_INFRA;
+        }
+    };
+    let (events, mut received) = EventSink::channel();
+    let consumer = tokio::spawn(async move {
+        let mut builder = ReportBuilder::new();
+        let mut terminal = TerminalReporter::new(std::io::stdout());
+        while let Some(event) = received.recv().await {
+            let _ = terminal.event(&event);
+            builder.apply(&event);
+        }
+        let report = builder.finish();
+        let _ = terminal.summary(&report);
+        report
+    });
+    events.emit(Event::RunStarted {
+        environment: environment(&ctx).await,
+        labs: labs.len(),
+    });
+    let all = async {
+        for lab in &labs {
+            run_lab(lab, &ctx, &events).await?;
+        }
+        Ok::<(), crate::runner::RunError>(())
+    };
+    let outcome = tokio::select! {
+        result = all => Some(result),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    drop(events);
+    let _ = std::fs::remove_dir(&ctx.work_root);
+    let report = match consumer.await {
+        Ok(report) => report,
+        Err(e) => {
+            complain(&format!("the reporter failed: {e}"));
+            return EXIT_INFRA;
+        }
+    };
+    if let Err(e) = write_report(&report, &args.out) {
+        complain(&format!(
+            "cannot write the report under {}: {e}",
+            args.out.display()
+        ));
+        return EXIT_INFRA;
+    }
+    match outcome {
+        None => {
+            complain("interrupted: VMs stopped and work dirs removed; partial report written");
+            EXIT_INTERRUPTED
+        }
+        Some(Err(error)) => {
+            complain(&error.to_string());
+            EXIT_INFRA
+        }
+        Some(Ok(())) if report.all_passed() => EXIT_PASSED,
+        Some(Ok(())) => EXIT_FAILED,
+    }
+}
+
+async fn prepare(args: &RunArgs) -> Result<RunContext, String> {
+    let guest = tokio::task::spawn_blocking(build_guest)
+        .await
+        .map_err(|e| format!("guest build task failed: {e}"))??;
+    let probe = probe_accelerator(&guest).await;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+    let out_dir = std::fs::canonicalize(&args.out)
+        .map_err(|e| format!("cannot resolve {}: {e}", args.out.display()))?;
+    Ok(RunContext {
+        guest,
+        probe,
+        out_dir,
+        work_root: work_root(),
+        keep: args.keep,
+    })
+}
+
+/// Which accelerator VMs use, probed by booting the guest (see
+/// [`accel::probe_cached`]); the finding is remembered in the guest cache.
+pub async fn probe_accelerator(guest: &guest::Artifacts) -> accel::Probe {
+    let deadline = Deadline::after(Duration::from_secs(20));
+    let append = guest::Artifacts::DIRECT_BOOT_APPEND;
+    match BuildOptions::from_env() {
+        Ok(options) => {
+            let cache = options.cache_dir.join("accel-probe.json");
+            accel::probe_cached(&cache, &guest.vmlinux, &guest.initramfs, append, deadline).await
+        }
+        Err(_) => accel::probe(&guest.vmlinux, &guest.initramfs, append, deadline).await,
+    }
+}
+
+/// A short per-process dir under the system temp dir (socket paths must stay
+/// under 108 bytes); `LABCHECK_WORK_ROOT` overrides it.
+fn work_root() -> PathBuf {
+    std::env::var_os("LABCHECK_WORK_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("labcheck-{}", std::process::id())))
+}
+
+fn build_guest() -> Result<guest::Artifacts, String> {
+    let options = BuildOptions::from_env().map_err(|e| e.to_string())?;
+    guest::ensure_built(&options, &mut |line| complain(line)).map_err(|e| e.to_string())
+}
+
+async fn environment(ctx: &RunContext) -> Environment {
+    Environment {
+        labcheck: env!("CARGO_PKG_VERSION").to_string(),
+        qemu: qemu_version().await,
+        accelerator: ctx.probe.accel.to_string(),
+        accelerator_detail: ctx.probe.detail.clone(),
+        guest_digest: ctx.guest.digest.clone(),
+    }
+}
+
+async fn qemu_version() -> String {
+    match tokio::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .await
+    {
+        Ok(out) => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("unknown")
+            .to_string(),
+        Err(e) => format!("unknown ({e})"),
+    }
+}
+
+fn write_report(report: &Report, out: &Path) -> std::io::Result<()> {
+    let json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
+    std::fs::write(out.join("report.json"), json + "\n")
+}
+
+fn say(line: &str) {
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+fn complain(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
