@@ -1,1 +1,159 @@
-fn main() {}
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool: printing is its job
+
+//! `cargo xtask`: the project's automation. Each command installs or builds
+//! what it needs, or says exactly what is missing and how to get it.
+
+mod bench;
+mod setup;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Xtask {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install the host packages (as root, via apt) and build the guest.
+    Setup,
+    /// Build the built-in guest from fixtures/guest/packages.lock.
+    Fixtures,
+    /// Run every lab in scenarios/ (or the named ones) against real VMs.
+    VerifyLabs {
+        /// Lab ids (file names in scenarios/ without .toml); all when none.
+        ids: Vec<String>,
+        /// Keep each lab's work dir.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Set up what the tests need, then run them with cargo-nextest.
+    Test {
+        /// Extra arguments for `cargo nextest run`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Measure boot-to-shell per guest form and the guest command round trip.
+    Bench {
+        /// Boots per guest form.
+        #[arg(long, default_value_t = 5)]
+        boots: usize,
+        /// Round trips of `echo N`.
+        #[arg(long, default_value_t = 200)]
+        round_trips: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let task = Xtask::parse().command;
+    let result = match task {
+        Task::Setup => setup::host_packages().and_then(|()| setup::guest().map(drop)),
+        Task::Fixtures => setup::guest().map(drop),
+        Task::VerifyLabs { ids, keep } => verify_labs(&ids, keep),
+        Task::Test { args } => test(&args),
+        Task::Bench { boots, round_trips } => setup::host_packages()
+            .and_then(|()| setup::guest())
+            .and_then(|guest| bench::run(&guest, boots, round_trips)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Message(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Exit(code)) => ExitCode::from(code),
+    }
+}
+
+/// Why a task stopped.
+#[derive(Debug)]
+enum Failure {
+    /// xtask itself could not go on; the text says what to do.
+    Message(String),
+    /// A command it ran failed with this exit code, having said why itself.
+    Exit(u8),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Message(message)
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+fn verify_labs(ids: &[String], keep: bool) -> Result<(), Failure> {
+    setup::host_packages()?;
+    setup::guest()?;
+    let root = workspace_root();
+    let files = lab_files(&root.join("scenarios"), ids)?;
+    let args = labcheck::cli::RunArgs {
+        files,
+        out: root.join("target/labcheck"),
+        keep,
+    };
+    match labcheck::cli::run_command(&args) {
+        0 => Ok(()),
+        code => Err(Failure::Exit(code)),
+    }
+}
+
+/// The lab files in `dir`, all or those whose ids are named (in that order).
+fn lab_files(dir: &Path, ids: &[String]) -> Result<Vec<PathBuf>, Failure> {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    all.sort();
+    if ids.is_empty() {
+        return Ok(all);
+    }
+    ids.iter()
+        .map(|id| {
+            let path = dir.join(format!("{id}.toml"));
+            if all.contains(&path) {
+                Ok(path)
+            } else {
+                let known: Vec<String> = all
+                    .iter()
+                    .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                    .collect();
+                Err(Failure::Message(format!(
+                    "no lab `{id}` in {}; the labs are: {}",
+                    dir.display(),
+                    known.join(", ")
+                )))
+            }
+        })
+        .collect()
+}
+
+fn test(args: &[String]) -> Result<(), Failure> {
+    setup::host_packages()?;
+    setup::nextest()?;
+    setup::guest()?;
+    let status = Command::new(env!("CARGO"))
+        .args(["nextest", "run", "--workspace"])
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|e| format!("cannot run cargo nextest: {e}"))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(code) => Err(Failure::Exit(u8::try_from(code).unwrap_or(1))),
+        None => Err(Failure::Message(
+            "cargo nextest was killed by a signal".into(),
+        )),
+    }
+}
