@@ -224,6 +224,15 @@ impl Validator<'_> {
             }),
         };
         let erratum = self.optional(step.erratum.as_ref(), Self::erratum);
+        let erratum = match (erratum, &action, &step.erratum) {
+            (Some(Some(e)), Some(action), Some(raw))
+                if e.fix.is_some()
+                    && !matches!(action, Action::Host { .. } | Action::Guest { .. }) =>
+            {
+                self.fix_without_command(action, raw)
+            }
+            (erratum, _, _) => erratum,
+        };
         let timeout = self.optional(step.timeout.as_ref(), Self::timeout);
         Some(Step {
             name: name?,
@@ -662,6 +671,35 @@ impl Validator<'_> {
                 .with_help("an exit status is a number from 0 to 255"),
             ),
         }
+    }
+
+    /// A `fix` is a command run in place of the handout's: only `host` and
+    /// `run` steps have one to replace.
+    fn fix_without_command(
+        &mut self,
+        action: &Action,
+        raw: &Spanned<RawErratum>,
+    ) -> Option<Option<Erratum>> {
+        let kind = match action {
+            Action::Interact { .. } => "interact",
+            Action::Boot { .. } => "boot",
+            Action::Reboot { .. } => "reboot",
+            Action::Poweroff { .. } => "poweroff",
+            Action::Check(_) | Action::Host { .. } | Action::Guest { .. } => "check",
+        };
+        let span = raw
+            .get_ref()
+            .fix
+            .as_ref()
+            .map_or_else(|| raw.span(), |fix| fix.span());
+        self.reject(
+            Problem::new(
+                span,
+                format!("a `{kind}` step has no command for `fix` to replace"),
+                "only `host` and `run` steps take a fix",
+            )
+            .with_help("drop `fix`, or make the step a `host` or `run` step"),
+        )
     }
 
     fn erratum(&mut self, raw: &Spanned<RawErratum>) -> Option<Erratum> {
