@@ -55,6 +55,10 @@ struct Redactor<'a> {
 
 static PID: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\b(pid|PID) \d+").expect("valid regex"));
+/// A file digest changes whenever the guest's recipe does; the check's
+/// verdict, not the value, is what the snapshot is about.
+static SHA256: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\bsha256 [0-9a-f]{64}\b").expect("valid regex"));
 static ACCEL: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"-accel (kvm|tcg)\b").expect("valid regex"));
 
@@ -66,6 +70,7 @@ impl Redactor<'_> {
             text.replace(self.work_dir, "[workdir]")
         };
         let text = PID.replace_all(&text, "$1 [pid]");
+        let text = SHA256.replace_all(&text, "sha256 [digest]");
         ACCEL.replace_all(&text, "-accel [accel]").into_owned()
     }
 
@@ -137,6 +142,10 @@ mod tests {
         assert_eq!(
             redact.text("qemu pid 4242 in /tmp/labcheck-1/clone-x/vm2.qcow2 with -accel tcg"),
             "qemu pid [pid] in [workdir]/vm2.qcow2 with -accel [accel]"
+        );
+        assert_eq!(
+            redact.text(&format!("sha256 {}", "ab".repeat(32))),
+            "sha256 [digest]"
         );
     }
 }

@@ -170,6 +170,9 @@ impl<'a> LabRun<'a> {
         let started = Instant::now();
         let mut report = blank_report(step);
         report.expected = describe(&step.expect);
+        if let Action::Boot { vms } = &step.action {
+            report.command = Some(self.command_lines(vms));
+        }
         let first = self.perform(step, &step.action).await;
         match first {
             Err(failure) => record_failure(&mut report, failure),
@@ -296,6 +299,17 @@ impl<'a> LabRun<'a> {
             }
             Action::Check(check) => self.check(step, check).await,
         }
+    }
+
+    /// The handout's command lines of `vms`, as the lab file gives them.
+    fn command_lines(&self, vms: &[String]) -> String {
+        self.lab
+            .vms
+            .iter()
+            .filter(|spec| vms.contains(&spec.name))
+            .map(|spec| spec.qemu.clone())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn live(&mut self, vm: &str) -> Result<&mut LiveVm, StepFailure> {

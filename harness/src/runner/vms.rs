@@ -69,16 +69,30 @@ impl StepFailure {
     /// A console wait that did not end as expected fails the step (the lab's
     /// fault, or the guest's); a transcript that cannot be opened is labcheck's.
     pub fn from_console(error: ConsoleError) -> Self {
-        let (outcome, tail) = match &error {
-            ConsoleError::Timeout { tail, .. } | ConsoleError::Closed { tail, .. } => {
-                (Outcome::Failed, tail.clone())
-            }
-            ConsoleError::Io(_) => (Outcome::Error, Vec::new()),
-        };
-        StepFailure {
-            outcome,
-            message: error.to_string(),
-            tail,
+        // The tail travels apart from the message, so reports show it once.
+        match error {
+            ConsoleError::Timeout {
+                expected,
+                waited,
+                tail,
+            } => StepFailure {
+                outcome: Outcome::Failed,
+                message: format!(
+                    "timed out after {} waiting for {expected}",
+                    format_duration(waited)
+                ),
+                tail,
+            },
+            ConsoleError::Closed {
+                expected,
+                reason,
+                tail,
+            } => StepFailure {
+                outcome: Outcome::Failed,
+                message: format!("console closed ({reason}) while waiting for {expected}"),
+                tail,
+            },
+            ConsoleError::Io(error) => StepFailure::error(format!("console I/O failed: {error}")),
         }
     }
 }
