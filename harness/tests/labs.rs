@@ -1,0 +1,114 @@
+//! The shipped labs (scenarios/*.toml), end to end against real QEMU. Each
+//! lab's canonical report must match its committed snapshot in
+//! scenarios/snapshots/: a change in QEMU, the guest or the handout's
+//! behaviour shows up as a reviewable diff.
+
+mod support;
+
+use std::sync::Arc;
+
+use labcheck::guest::{self, BuildOptions};
+use labcheck::report::{CanonicalLab, LabOutcome, LabReport, ReportBuilder};
+use labcheck::runner::{run_lab, EventSink, RunContext};
+use labcheck::vm::accel;
+use support::{leftovers, processes_mentioning, workspace_root};
+use tokio::sync::OnceCell;
+
+async fn context(work_root: &std::path::Path, out_dir: &std::path::Path) -> RunContext {
+    static PREPARED: OnceCell<Arc<(guest::Artifacts, accel::Probe)>> = OnceCell::const_new();
+    let prepared = PREPARED
+        .get_or_init(|| async {
+            let options = BuildOptions::from_env().expect("guest cache location");
+            let artifacts = guest::locate(&options)
+                .expect("the built-in guest (build it with `cargo xtask fixtures`)");
+            let probe = labcheck::cli::probe_accelerator(&artifacts).await;
+            Arc::new((artifacts, probe))
+        })
+        .await;
+    RunContext {
+        guest: prepared.0.clone(),
+        probe: prepared.1.clone(),
+        out_dir: out_dir.to_path_buf(),
+        work_root: work_root.to_path_buf(),
+        keep: false,
+    }
+}
+
+async fn run(id: &str) -> LabReport {
+    let file = workspace_root()
+        .join("scenarios")
+        .join(format!("{id}.toml"));
+    let lab = labcheck::scenario::load(&file).expect("the shipped lab file is valid");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let work_root = dir.path().join("work");
+    let ctx = context(&work_root, &dir.path().join("out")).await;
+    let (events, mut received) = EventSink::channel();
+    run_lab(&lab, &ctx, &events).await.expect("the lab starts");
+    drop(events);
+    let mut builder = ReportBuilder::new();
+    while let Some(event) = received.recv().await {
+        builder.apply(&event);
+    }
+    let mut report = builder.finish();
+    assert!(processes_mentioning(&work_root).is_empty());
+    assert!(
+        leftovers(&work_root).is_empty(),
+        "{:?}",
+        leftovers(&work_root)
+    );
+    report.labs.remove(0)
+}
+
+async fn check_lab(id: &str) {
+    let report = run(id).await;
+    let canonical = CanonicalLab::of(&report);
+    insta::with_settings!({
+        snapshot_path => workspace_root().join("scenarios/snapshots"),
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+    }, {
+        insta::assert_yaml_snapshot!(id, canonical);
+    });
+    assert_eq!(
+        report.outcome,
+        LabOutcome::Passed,
+        "{}",
+        serde_json::to_string_pretty(&report.steps).unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_vs_qemu_img() {
+    check_lab("copy-vs-qemu-img").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clone_cow() {
+    check_lab("clone-cow").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clone_full() {
+    check_lab("clone-full").await;
+}
+
+/// Every lab file in scenarios/ has a test above, so none goes unverified.
+#[test]
+fn every_shipped_lab_is_tested() {
+    let source = include_str!("labs.rs");
+    let dir = workspace_root().join("scenarios");
+    for entry in std::fs::read_dir(&dir).expect("scenarios/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|ext| ext == "toml") {
+            let id = path
+                .file_stem()
+                .expect("stem")
+                .to_string_lossy()
+                .into_owned();
+            assert!(
+                source.contains(&format!("check_lab(\"{id}\")")),
+                "scenarios/{id}.toml has no test in harness/tests/labs.rs"
+            );
+        }
+    }
+}
