@@ -1,0 +1,214 @@
+//! The `labcheck` binary as a user runs it: failures, deadlines and Ctrl-C
+//! leave no QEMU process and no work dir behind.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{leftovers, processes_mentioning};
+
+fn labcheck() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_labcheck"))
+}
+
+/// Writes `lab` into `dir` and returns its path.
+fn lab_file(dir: &Path, lab: &str) -> std::path::PathBuf {
+    let path = dir.join("lab.toml");
+    std::fs::write(&path, lab).expect("write the lab file");
+    path
+}
+
+/// A VM with no boot media: SeaBIOS prints and loops, no shell ever comes.
+const NO_SHELL_LAB: &str = r#"
+[lab]
+id = "no-shell"
+title = "A VM that never reaches a shell"
+handout = "none"
+
+[vm.vm1]
+qemu = "qemu-system-x86_64 -m 64 -net none -nographic"
+
+[[step]]
+name = "Boot a VM with nothing to boot"
+boot = "vm1"
+timeout = "2s"
+
+[[step]]
+name = "Never runs"
+on = "vm1"
+run = "true"
+"#;
+
+#[test]
+fn a_vm_that_never_reaches_a_shell_fails_with_deadline_pattern_and_tail() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let work_root = dir.path().join("work");
+    let out = dir.path().join("out");
+    let file = lab_file(dir.path(), NO_SHELL_LAB);
+
+    let run = labcheck()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .env("LABCHECK_WORK_ROOT", &work_root)
+        .output()
+        .expect("run labcheck");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+
+    assert_eq!(run.status.code(), Some(1), "stdout:\n{stdout}");
+    assert!(stdout.contains("a shell on the console"), "{stdout}");
+    assert!(stdout.contains("timed out after"), "{stdout}");
+    assert!(stdout.contains("console (last"), "{stdout}");
+    assert!(
+        stdout.contains("No bootable device") || stdout.contains("SeaBIOS"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report.json"))
+            .expect("report.json is JSON");
+    let steps = &report["labs"][0]["steps"];
+    assert_eq!(steps[0]["outcome"], "failed");
+    assert!(!steps[0]["console_tail"]
+        .as_array()
+        .expect("tail")
+        .is_empty());
+    assert_eq!(steps[1]["outcome"], "skipped");
+    assert!(processes_mentioning(&work_root).is_empty());
+    assert!(
+        leftovers(&work_root).is_empty(),
+        "{:?}",
+        leftovers(&work_root)
+    );
+}
+
+const LONG_LAB: &str = r#"
+[lab]
+id = "long"
+title = "A guest command that runs until interrupted"
+handout = "none"
+
+[images]
+"disk.qcow2" = "guest:disk"
+
+[vm.vm1]
+qemu = "qemu-system-x86_64 -m 256 -hda disk.qcow2 -nographic"
+
+[[step]]
+name = "Boot"
+boot = "vm1"
+
+[[step]]
+name = "Sleep for a long time"
+on = "vm1"
+run = "sleep 1000"
+timeout = "10m"
+"#;
+
+#[test]
+fn ctrl_c_stops_the_vms_and_removes_the_work_dirs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let work_root = dir.path().join("work");
+    let file = lab_file(dir.path(), LONG_LAB);
+    let mut child = labcheck()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .env("LABCHECK_WORK_ROOT", &work_root)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start labcheck");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|line| line.contains("shell ready"));
+    assert!(ready, "labcheck ended before the VM was ready");
+    assert!(
+        !processes_mentioning(&work_root).is_empty(),
+        "QEMU should be running now"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("send SIGINT");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "labcheck did not stop within 30 s of Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        processes_mentioning(&work_root).is_empty(),
+        "{:?}",
+        processes_mentioning(&work_root)
+    );
+    assert!(
+        leftovers(&work_root).is_empty(),
+        "{:?}",
+        leftovers(&work_root)
+    );
+}
+
+#[test]
+fn a_guest_command_past_its_deadline_fails_and_cleans_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let work_root = dir.path().join("work");
+    let lab = LONG_LAB.replace("timeout = \"10m\"", "timeout = \"1s\"");
+    let file = lab_file(dir.path(), &lab);
+    let run = labcheck()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .env("LABCHECK_WORK_ROOT", &work_root)
+        .output()
+        .expect("run labcheck");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+
+    assert_eq!(run.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("sleep 1000"), "{stdout}");
+    assert!(stdout.contains("timed out after"), "{stdout}");
+    assert!(processes_mentioning(&work_root).is_empty());
+    assert!(
+        leftovers(&work_root).is_empty(),
+        "{:?}",
+        leftovers(&work_root)
+    );
+}
+
+#[test]
+fn a_bad_lab_file_runs_nothing_and_exits_2_with_its_position() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let work_root = dir.path().join("work");
+    let file = lab_file(
+        dir.path(),
+        &NO_SHELL_LAB.replace("on = \"vm1\"", "on = \"vm9\""),
+    );
+    let run = labcheck()
+        .arg("run")
+        .arg(&file)
+        .env("LABCHECK_WORK_ROOT", &work_root)
+        .output()
+        .expect("run labcheck");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("vm9"), "{stderr}");
+    assert!(stderr.contains("lab.toml:17:"), "{stderr}");
+    assert!(!work_root.exists(), "nothing may run for a bad lab file");
+}
