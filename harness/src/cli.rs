@@ -1,7 +1,7 @@
 //! The `labcheck` command line. Exit codes (documented in the README):
 //! 0 every lab passed (known errata included), 1 a step failed, 2 usage or
 //! lab-file error, 3 labcheck itself could not run (QEMU, guest, I/O), 130
-//! interrupted.
+//! interrupted (SIGINT or SIGTERM).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::guest::{self, BuildOptions};
 use crate::report::{Environment, Report, ReportBuilder, TerminalReporter};
@@ -165,7 +166,25 @@ pub fn run_command(args: &RunArgs) -> u8 {
 }
 
 async fn run_labs(labs: Vec<Lab>, args: &RunArgs) -> u8 {
-    let ctx = match prepare(args).await {
+    // Registered before anything starts, so that Ctrl-C (or a SIGTERM from
+    // a CI runner's timeout) during the guest build or the probe also
+    // unwinds, killing QEMU and removing work dirs, instead of ending the
+    // process where it stands.
+    let mut interrupt = match StopSignals::watch() {
+        Ok(signals) => signals,
+        Err(e) => {
+            complain(&format!("cannot watch for Ctrl-C: {e}"));
+            return EXIT_INFRA;
+        }
+    };
+    let prepared = tokio::select! {
+        prepared = prepare(args) => prepared,
+        _ = interrupt.recv() => {
+            complain("interrupted while preparing: nothing ran");
+            return EXIT_INTERRUPTED;
+        }
+    };
+    let ctx = match prepared {
         Ok(ctx) => ctx,
         Err(message) => {
             complain(&message);
@@ -196,7 +215,7 @@ async fn run_labs(labs: Vec<Lab>, args: &RunArgs) -> u8 {
     };
     let outcome = tokio::select! {
         result = all => Some(result),
-        _ = tokio::signal::ctrl_c() => None,
+        _ = interrupt.recv() => None,
     };
     drop(events);
     let _ = std::fs::remove_dir(&ctx.work_root);
@@ -244,6 +263,29 @@ async fn prepare(args: &RunArgs) -> Result<RunContext, String> {
         work_root: work_root(),
         keep: args.keep,
     })
+}
+
+/// SIGINT and SIGTERM, either of which stops a run cleanly.
+#[derive(Debug)]
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn watch() -> std::io::Result<Self> {
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }
 
 /// Which accelerator VMs use, probed by booting the guest (see
