@@ -6,9 +6,16 @@ use super::modules::LIBRARY_PATH;
 pub const DISK_LABEL: &str = "LABCHECK";
 /// Where the state disk is mounted in the guest.
 pub const DISK_MOUNT: &str = "/media/disk";
-/// Kernel command line of the ISO and direct-boot forms. `cryptomgr.notests` skips the crypto
-/// self-tests, which take about a second of a TCG boot and prove nothing about the labs.
-pub const KERNEL_APPEND: &str = "console=ttyS0,115200 quiet loglevel=3 cryptomgr.notests";
+/// Kernel command line of the ISO and direct-boot forms. Each option cuts TCG boot time for a
+/// throwaway lab guest, as measured with `printk.time=1` and `initcall_debug`:
+/// - `cryptomgr.notests`: no crypto self-tests (about a second);
+/// - `noreplace-smp`: keeps the kernel's LOCK prefixes instead of patching each one out for a
+///   single CPU (about 0.2 s of code patching; a LOCK costs nothing extra on one TCG vCPU);
+/// - `init_on_alloc=0`: no zeroing of every allocation (a hardening default, slow in TCG);
+/// - `rodata=off`: no read-only kernel data, so no walk of the page tables checking for
+///   writable+executable pages (about 0.16 s).
+pub const KERNEL_APPEND: &str = "console=ttyS0,115200 quiet loglevel=3 cryptomgr.notests \
+                                 noreplace-smp init_on_alloc=0 rodata=off";
 /// On the disk form's command line: this boot has a state disk, whose hostname the shell needs.
 pub const STATE_DISK_PARAM: &str = "labcheck.statedisk";
 
