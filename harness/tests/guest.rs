@@ -296,6 +296,29 @@ async fn drivers_for_the_nics_present_are_ready_with_the_shell_and_the_rest_on_d
         )
         .await;
     assert!(!output.contains("ip:"), "ip complained: {output}");
+    // What the kernel does not ask for by itself, users load by name.
+    let output = vm
+        .run(
+            "modprobe nls_ascii && grep -c '^nls_ascii ' /proc/modules; echo probed-$((3+3))",
+            "probed-6",
+        )
+        .await;
+    assert!(
+        output.lines().any(|line| line.trim() == "1"),
+        "modprobe did not load nls_ascii: {output}"
+    );
+    // The disk controller's driver is probed in the background; the CD drive appears.
+    let output = vm
+        .run(
+            "for i in $(seq 40); do [ -b /dev/sr0 ] && break; sleep 0.2; done; \
+             [ -b /dev/sr0 ] && echo cd-$((7+7)); echo waited-$((5+5))",
+            "waited-10",
+        )
+        .await;
+    assert!(
+        output.contains("cd-14"),
+        "no CD drive 8 s after the shell: {output}"
+    );
     vm.poweroff().await;
 }
 

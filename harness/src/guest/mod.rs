@@ -289,9 +289,10 @@ fn read_lock() -> Result<(Lock, String), GuestError> {
         format!("labcheck guest recipe {RECIPE_VERSION}"),
         text,
         init::INITTAB.to_string(),
+        init::FSTAB.to_string(),
         init::rcs(),
         init::rck(),
-        init::PROFILE.to_string(),
+        init::profile(),
         init::boot_loader_config("", "", &init::disk_append()),
         init::modprobe(),
         modules::WANTED.join(","),
@@ -470,11 +471,14 @@ fn initramfs(busybox: &Path, kernel: &Kernel) -> Result<cpio::CpioTree, GuestErr
     }
     tree.dir("tmp", 0o1777);
     tree.char_device("dev/console", 0o600, 5, 1);
-    tree.file("init", 0o755, init::INIT.into());
+    // The kernel runs /init; busybox, called `init`, is busybox init as PID 1, with no shell
+    // started first to hand over.
+    tree.symlink("init", "bin/busybox");
+    tree.file("etc/fstab", 0o644, init::FSTAB.into());
     tree.file("etc/inittab", 0o644, init::INITTAB.into());
     tree.file("etc/init.d/rcS", 0o755, init::rcs().into_bytes());
     tree.file("etc/init.d/rcK", 0o755, init::rck().into_bytes());
-    tree.file("etc/profile", 0o644, init::PROFILE.into());
+    tree.file("etc/profile", 0o644, init::profile().into_bytes());
     tree.file("etc/hostname", 0o644, b"localhost\n".to_vec());
     tree.file(
         "etc/passwd",

@@ -71,7 +71,7 @@ pub const LIBRARY_PATH: &str = "lib/modules/modprobe.sh";
 
 /// The guest's module loader, a shell library for `rcS` and `/bin/modprobe` to source:
 /// `load NAME_OR_ALIAS` loads the module that answers to it, after its dependencies, skipping
-/// what is already loaded. One `case` holds every module's name and aliases, so matching a
+/// what is already loaded; `coldplug KIND BUS...` loads the drivers of the devices present. One `case` holds every module's name and aliases, so matching a
 /// device costs no process. `modules` are the modules to carry, in load order; `depends` and
 /// `aliases` give each one's `.modinfo` lists. Aliases the shell could misread as syntax are
 /// left out (none of the wanted modules has one).
@@ -113,6 +113,23 @@ load() {{
     [ -n "$chain" ] || return 1
     for module in $chain; do
         [ -d "/sys/module/$module" ] || insmod "/lib/modules/$module.ko"
+    done
+}}
+
+# coldplug KIND BUS...: loads the drivers of the BUS devices of KIND, storage (disk controllers
+# and disks) or other, one bus after the other: virtio devices appear once virtio_pci drives
+# their PCI side, SCSI ones once their controller's driver runs.
+coldplug() {{
+    kind=$1
+    shift
+    for bus; do
+        for file in /sys/bus/$bus/devices/*/modalias; do
+            [ -r "$file" ] && read -r alias < "$file" || continue
+            case "$alias" in
+            pci:*bc01*|virtio:d00000002v*|scsi:*) [ "$kind" = storage ] ;;
+            *) [ "$kind" = other ] ;;
+            esac && load "$alias"
+        done
     done
 }}
 "#
