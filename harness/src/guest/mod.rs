@@ -29,7 +29,10 @@
 //! Under TCG the guest's own work is what costs: modules are stored without their signatures
 //! (each verification costs about 70 ms in software) and the kernel skips its crypto self-tests
 //! (`cryptomgr.notests`, about a second of boot); see `modules::strip_signature` and
-//! `init::KERNEL_APPEND`.
+//! `init::KERNEL_APPEND`. The guest loads only the drivers of the hardware it has, and the rest
+//! when the kernel asks (`modules`); only the disk form waits for its disk controller before the
+//! shell (`init::rcs`); no modprobe runs during the kernel's own init
+//! (`init::KERNEL_DEFAULT_MODPROBE`).
 //!
 //! The artifact directory is named by a digest of the recipe version, the lock and the guest's
 //! configuration texts, so a changed recipe never reuses an old build.
@@ -52,7 +55,7 @@ use std::path::{Path, PathBuf};
 pub use lock::{Lock, LockedPackage};
 
 /// Bumped whenever the recipe (what is built from the lock, and how) changes.
-pub const RECIPE_VERSION: u32 = 4;
+pub const RECIPE_VERSION: u32 = 5;
 
 pub const CACHE_DIR_ENV: &str = "LABCHECK_CACHE_DIR";
 
@@ -246,7 +249,7 @@ pub fn build_to(
     let kernel = read_kernel(&packages.kernel)?;
     let busybox = packages.unpacked("busybox-static")?.join("bin/busybox");
     progress("writing the initramfs");
-    let initramfs = initramfs(&busybox, &kernel.modules)?.write(epoch);
+    let initramfs = initramfs(&busybox, &kernel)?.write(epoch);
     write(&artifacts.initramfs, &initramfs)?;
     progress("extracting vmlinux");
     write(&artifacts.vmlinux, &vmlinux::extract(&kernel.bzimage)?)?;
@@ -286,10 +289,12 @@ fn read_lock() -> Result<(Lock, String), GuestError> {
         format!("labcheck guest recipe {RECIPE_VERSION}"),
         text,
         init::INITTAB.to_string(),
+        init::FSTAB.to_string(),
         init::rcs(),
         init::rck(),
-        init::PROFILE.to_string(),
-        init::boot_loader_config("", ""),
+        init::profile(),
+        init::boot_loader_config("", "", &init::disk_append()),
+        init::modprobe(),
         modules::WANTED.join(","),
     ] {
         hasher.update((part.len() as u64).to_le_bytes());
@@ -393,12 +398,14 @@ fn unpack_once(root: &Path, package: &LockedPackage, deb: &Path) -> Result<PathB
 
 struct Kernel {
     bzimage: Vec<u8>,
-    /// Module name to its bytes, for the modules to load, in load order.
+    /// Module name to its bytes, for the modules to carry, in load order.
     modules: Vec<(String, Vec<u8>)>,
+    /// The guest's module loader for these modules (see [`modules::modprobe_library`]).
+    modprobe_library: String,
 }
 
 /// The bzImage and the wanted modules (with their dependencies) from the kernel package.
-/// One pass over the package: every module is read once to learn its dependencies.
+/// One pass over the package: every module is read once to learn its dependencies and aliases.
 fn read_kernel(deb: &Path) -> Result<Kernel, GuestError> {
     let files = deb::read_files(deb, &mut |path| {
         let text = path.to_string_lossy();
@@ -407,6 +414,7 @@ fn read_kernel(deb: &Path) -> Result<Kernel, GuestError> {
     })?;
     let mut bzimage = None;
     let mut depends = BTreeMap::new();
+    let mut aliases = BTreeMap::new();
     let mut bytes = BTreeMap::new();
     for file in files {
         let deb::Content::Bytes(content) = file.content else {
@@ -418,10 +426,9 @@ fn read_kernel(deb: &Path) -> Result<Kernel, GuestError> {
             .map(|n| n.to_string_lossy().into_owned());
         match file_name.as_deref().and_then(modules::name_from_file) {
             Some(name) => {
-                depends.insert(
-                    name.clone(),
-                    modules::depends_in_modinfo(modules::modinfo_section(&content)?),
-                );
+                let modinfo = modules::modinfo_section(&content)?;
+                depends.insert(name.clone(), modules::depends_in_modinfo(modinfo));
+                aliases.insert(name.clone(), modules::aliases_in_modinfo(modinfo));
                 bytes.insert(name, modules::strip_signature(&content)?.to_vec());
             }
             None => bzimage = Some(content),
@@ -430,23 +437,31 @@ fn read_kernel(deb: &Path) -> Result<Kernel, GuestError> {
     let bzimage = bzimage
         .ok_or_else(|| GuestError::Kernel("no boot/vmlinuz-* in the kernel package".into()))?;
     let order = modules::load_order(modules::WANTED, &depends)?;
+    let modprobe_library = modules::modprobe_library(&order, &depends, &aliases)?;
     let modules = order
         .into_iter()
         .filter_map(|name| bytes.remove(&name).map(|b| (name, b)))
         .collect();
-    Ok(Kernel { bzimage, modules })
+    Ok(Kernel {
+        bzimage,
+        modules,
+        modprobe_library,
+    })
 }
 
-/// The initramfs tree: busybox with its applet links, the modules, the init configuration.
-fn initramfs(busybox: &Path, modules: &[(String, Vec<u8>)]) -> Result<cpio::CpioTree, GuestError> {
+/// The initramfs tree: busybox with its applet links, the modules and their loader, the init
+/// configuration.
+fn initramfs(busybox: &Path, kernel: &Kernel) -> Result<cpio::CpioTree, GuestError> {
     let mut tree = cpio::CpioTree::new();
     tree.file(
         "bin/busybox",
         0o755,
         std::fs::read(busybox).map_err(|e| GuestError::io(busybox, e))?,
     );
+    // Ours, not busybox's: busybox modprobe needs a modules.dep the guest does not have.
+    tree.file(init::MODPROBE_PATH, 0o755, init::modprobe().into_bytes());
     for applet in busybox_applets(busybox)? {
-        if !tree.contains(&applet) {
+        if !tree.contains(&applet) && applet != init::KERNEL_DEFAULT_MODPROBE {
             let depth = applet.matches('/').count();
             tree.symlink(&applet, &format!("{}bin/busybox", "../".repeat(depth)));
         }
@@ -456,11 +471,14 @@ fn initramfs(busybox: &Path, modules: &[(String, Vec<u8>)]) -> Result<cpio::Cpio
     }
     tree.dir("tmp", 0o1777);
     tree.char_device("dev/console", 0o600, 5, 1);
-    tree.file("init", 0o755, init::INIT.into());
+    // The kernel runs /init; busybox, called `init`, is busybox init as PID 1, with no shell
+    // started first to hand over.
+    tree.symlink("init", "bin/busybox");
+    tree.file("etc/fstab", 0o644, init::FSTAB.into());
     tree.file("etc/inittab", 0o644, init::INITTAB.into());
     tree.file("etc/init.d/rcS", 0o755, init::rcs().into_bytes());
     tree.file("etc/init.d/rcK", 0o755, init::rck().into_bytes());
-    tree.file("etc/profile", 0o644, init::PROFILE.into());
+    tree.file("etc/profile", 0o644, init::profile().into_bytes());
     tree.file("etc/hostname", 0o644, b"localhost\n".to_vec());
     tree.file(
         "etc/passwd",
@@ -468,12 +486,12 @@ fn initramfs(busybox: &Path, modules: &[(String, Vec<u8>)]) -> Result<cpio::Cpio
         b"root:x:0:0:root:/root:/bin/sh\n".to_vec(),
     );
     tree.file("etc/group", 0o644, b"root:x:0:\n".to_vec());
-    let order: String = modules
-        .iter()
-        .map(|(name, _)| format!("{name}\n"))
-        .collect();
-    tree.file(init::MODULE_ORDER_FILE, 0o644, order.into_bytes());
-    for (name, bytes) in modules {
+    tree.file(
+        modules::LIBRARY_PATH,
+        0o644,
+        kernel.modprobe_library.clone().into_bytes(),
+    );
+    for (name, bytes) in &kernel.modules {
         tree.file(&format!("lib/modules/{name}.ko"), 0o644, bytes.clone());
     }
     Ok(tree)
@@ -510,7 +528,11 @@ fn iso_image(
     initramfs: &[u8],
     epoch: u64,
 ) -> Result<Vec<u8>, GuestError> {
-    let config = init::boot_loader_config("/isolinux/vmlinuz", "/isolinux/initrd.img");
+    let config = init::boot_loader_config(
+        "/isolinux/vmlinuz",
+        "/isolinux/initrd.img",
+        init::KERNEL_APPEND,
+    );
     iso9660::write(&iso9660::IsoSpec {
         volume_id: ISO_VOLUME_ID.into(),
         files: vec![
@@ -543,7 +565,7 @@ fn disk_files(bzimage: &[u8], initramfs: &[u8]) -> Vec<fatdisk::DiskFile> {
     vec![
         file(
             "/syslinux.cfg",
-            init::boot_loader_config("/vmlinuz", "/initrd.img").into_bytes(),
+            init::boot_loader_config("/vmlinuz", "/initrd.img", &init::disk_append()).into_bytes(),
         ),
         file("/vmlinuz", bzimage.to_vec()),
         file("/initrd.img", initramfs.to_vec()),

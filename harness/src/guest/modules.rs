@@ -1,8 +1,15 @@
-//! Which kernel modules to load, and in what order.
+//! Which kernel modules the guest carries, and how it loads them.
 //!
-//! Debian ships no `modules.dep`, and the guest has no modprobe data, so the order is computed at
-//! build time from each module's own `.modinfo` section (`depends=a,b`): dependencies first.
-//! A wanted module with no `.ko` is built into the kernel and needs no loading.
+//! Debian ships no `modules.dep`, and the guest has no modprobe data, so everything is computed
+//! at build time from each module's own `.modinfo` section: `depends=a,b` gives the load order
+//! (dependencies first), `alias=…` the devices and requests a module answers to. A wanted
+//! module with no `.ko` is built into the kernel and needs no loading.
+//!
+//! The guest loads modules the way udev and the kernel would, from a shell library written here
+//! ([`modprobe_library`]): at boot, for each device's `modalias`, the driver that claims it;
+//! later, whatever the kernel asks for by name or alias (`fs-vfat`, `rtnl-link-bridge`,
+//! `char-major-10-200`) through `/bin/modprobe`. So a VM loads only what its hardware and
+//! its labs use, not every module at every boot.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -34,19 +41,107 @@ pub fn name_from_file(file_name: &str) -> Option<String> {
         .map(|stem| stem.replace('-', "_"))
 }
 
-/// The `depends=` list of a module's `.modinfo` text (NUL-separated `key=value` strings).
+/// The values of `key` in a module's `.modinfo` text (NUL-separated `key=value` strings).
+fn values_in_modinfo<'a>(modinfo: &'a [u8], key: &'a str) -> impl Iterator<Item = String> + 'a {
+    modinfo.split(|&b| b == 0).filter_map(move |field| {
+        let value = field.strip_prefix(key.as_bytes())?.strip_prefix(b"=")?;
+        Some(String::from_utf8_lossy(value).into_owned())
+    })
+}
+
+/// The `depends=` list of a module's `.modinfo` text.
 pub fn depends_in_modinfo(modinfo: &[u8]) -> Vec<String> {
-    modinfo
-        .split(|&b| b == 0)
-        .filter_map(|field| field.strip_prefix(b"depends="))
+    values_in_modinfo(modinfo, "depends")
         .flat_map(|list| {
-            String::from_utf8_lossy(list)
-                .split(',')
+            list.split(',')
                 .filter(|name| !name.is_empty())
                 .map(|name| name.replace('-', "_"))
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// The `alias=` patterns of a module's `.modinfo` text (`pci:v00008086d0000100Esv*…`, `fs-vfat`).
+pub fn aliases_in_modinfo(modinfo: &[u8]) -> Vec<String> {
+    values_in_modinfo(modinfo, "alias").collect()
+}
+
+/// Where the guest finds [`modprobe_library`].
+pub const LIBRARY_PATH: &str = "lib/modules/modprobe.sh";
+
+/// The guest's module loader, a shell library for `rcS` and `/bin/modprobe` to source:
+/// `load NAME_OR_ALIAS` loads the module that answers to it, after its dependencies, skipping
+/// what is already loaded; `coldplug KIND BUS...` loads the drivers of the devices present. One `case` holds every module's name and aliases, so matching a
+/// device costs no process. `modules` are the modules to carry, in load order; `depends` and
+/// `aliases` give each one's `.modinfo` lists. Aliases the shell could misread as syntax are
+/// left out (none of the wanted modules has one).
+pub fn modprobe_library(
+    modules: &[String],
+    depends: &BTreeMap<String, Vec<String>>,
+    aliases: &BTreeMap<String, Vec<String>>,
+) -> Result<String, GuestError> {
+    let mut cases = String::new();
+    for module in modules {
+        let chain = load_order(&[module.as_str()], depends)?.join(" ");
+        let patterns: Vec<&str> = std::iter::once(module.as_str())
+            .chain(
+                aliases
+                    .get(module)
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            )
+            .filter(|pattern| is_plain_glob(pattern))
+            .collect();
+        cases.push_str(&format!(
+            "    {}) chain=\"{chain}\" ;;\n",
+            patterns.join("|")
+        ));
+    }
+    Ok(format!(
+        r#"# Written by labcheck from the modules' .modinfo: which module answers to a name or alias.
+# Sets $chain to the modules to load for "$1", dependencies first; empty when none does.
+chain_for() {{
+    case "$1" in
+{cases}    *) chain="" ;;
+    esac
+}}
+
+# Loads the module that answers to "$1", and what it depends on; fails if none does.
+load() {{
+    chain_for "$1"
+    [ -n "$chain" ] || return 1
+    for module in $chain; do
+        [ -d "/sys/module/$module" ] || insmod "/lib/modules/$module.ko"
+    done
+}}
+
+# coldplug KIND BUS...: loads the drivers of the BUS devices of KIND, storage (disk controllers
+# and disks) or other, one bus after the other: virtio devices appear once virtio_pci drives
+# their PCI side, SCSI ones once their controller's driver runs.
+coldplug() {{
+    kind=$1
+    shift
+    for bus; do
+        for file in /sys/bus/$bus/devices/*/modalias; do
+            [ -r "$file" ] && read -r alias < "$file" || continue
+            case "$alias" in
+            pci:*bc01*|virtio:d00000002v*|scsi:*) [ "$kind" = storage ] ;;
+            *) [ "$kind" = other ] ;;
+            esac && load "$alias"
+        done
+    done
+}}
+"#
+    ))
+}
+
+/// Whether a module alias can stand unquoted in a shell `case` pattern with its glob meaning.
+fn is_plain_glob(pattern: &str) -> bool {
+    !pattern.is_empty()
+        && pattern
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-:*?.,/+[]!^@%=".contains(c))
 }
 
 /// The `.modinfo` section of an ELF64 little-endian module.
@@ -211,6 +306,35 @@ mod tests {
                 "bridge"
             ]
         );
+    }
+
+    #[test]
+    fn parses_aliases_from_modinfo_text() {
+        let modinfo = b"alias=fs-vfat\0aliasing=no\0depends=fat\0alias=fs-msdos\0";
+        assert_eq!(aliases_in_modinfo(modinfo), vec!["fs-vfat", "fs-msdos"]);
+    }
+
+    #[test]
+    fn the_modprobe_library_maps_names_and_aliases_to_chains() {
+        let depends = graph(&[("virtio_net", "virtio"), ("virtio", ""), ("e1000", "")]);
+        let aliases: BTreeMap<String, Vec<String>> = [
+            ("virtio_net", vec!["virtio:d00000001v*"]),
+            (
+                "e1000",
+                vec!["pci:v00008086d0000100Esv*sd*bc*sc*i*", "bad alias|x"],
+            ),
+        ]
+        .iter()
+        .map(|(name, list)| {
+            (
+                name.to_string(),
+                list.iter().map(|a| a.to_string()).collect(),
+            )
+        })
+        .collect();
+        let modules = ["virtio", "virtio_net", "e1000"].map(String::from);
+        let library = modprobe_library(&modules, &depends, &aliases).expect("library");
+        insta::assert_snapshot!(library);
     }
 
     #[test]
