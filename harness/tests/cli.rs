@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{leftovers, processes_mentioning};
+use support::{assert_nothing_left, processes_mentioning};
 
 fn labcheck() -> Command {
     Command::new(env!("CARGO_BIN_EXE_labcheck"))
@@ -77,12 +77,7 @@ fn a_vm_that_never_reaches_a_shell_fails_with_deadline_pattern_and_tail() {
         .expect("tail")
         .is_empty());
     assert_eq!(steps[1]["outcome"], "skipped");
-    assert!(processes_mentioning(&work_root).is_empty());
-    assert!(
-        leftovers(&work_root).is_empty(),
-        "{:?}",
-        leftovers(&work_root)
-    );
+    assert_nothing_left(&work_root);
 }
 
 const LONG_LAB: &str = r#"
@@ -152,16 +147,7 @@ fn ctrl_c_stops_the_vms_and_removes_the_work_dirs() {
     };
 
     assert_eq!(status.code(), Some(130));
-    assert!(
-        processes_mentioning(&work_root).is_empty(),
-        "{:?}",
-        processes_mentioning(&work_root)
-    );
-    assert!(
-        leftovers(&work_root).is_empty(),
-        "{:?}",
-        leftovers(&work_root)
-    );
+    assert_nothing_left(&work_root);
 }
 
 #[test]
@@ -183,12 +169,7 @@ fn a_guest_command_past_its_deadline_fails_and_cleans_up() {
     assert_eq!(run.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("sleep 1000"), "{stdout}");
     assert!(stdout.contains("timed out after"), "{stdout}");
-    assert!(processes_mentioning(&work_root).is_empty());
-    assert!(
-        leftovers(&work_root).is_empty(),
-        "{:?}",
-        leftovers(&work_root)
-    );
+    assert_nothing_left(&work_root);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use labcheck::guest::{self, BuildOptions};
 use labcheck::report::{CanonicalLab, LabOutcome, LabReport, ReportBuilder};
 use labcheck::runner::{run_lab, EventSink, RunContext};
 use labcheck::vm::accel;
-use support::{leftovers, processes_mentioning, workspace_root};
+use support::{assert_nothing_left, workspace_root};
 use tokio::sync::OnceCell;
 
 async fn context(work_root: &std::path::Path, out_dir: &std::path::Path) -> RunContext {
@@ -50,12 +50,7 @@ async fn run(id: &str) -> LabReport {
         builder.apply(&event);
     }
     let mut report = builder.finish();
-    assert!(processes_mentioning(&work_root).is_empty());
-    assert!(
-        leftovers(&work_root).is_empty(),
-        "{:?}",
-        leftovers(&work_root)
-    );
+    assert_nothing_left(&work_root);
     report.labs.remove(0)
 }
 

@@ -53,3 +53,15 @@ pub fn leftovers(dir: &Path) -> Vec<String> {
     }
     found
 }
+
+/// Fails the test if any process still mentions `work_root` or anything is
+/// left under it: labcheck promises neither outlives a run.
+pub fn assert_nothing_left(work_root: &Path) {
+    let processes = processes_mentioning(work_root);
+    assert!(processes.is_empty(), "processes left: {processes:?}");
+    let files = leftovers(work_root);
+    assert!(
+        files.is_empty(),
+        "files left under the work root: {files:?}"
+    );
+}
