@@ -64,10 +64,6 @@ impl TimeScale {
     /// to boot; five gives headroom on a loaded two-core machine.
     pub const TCG: TimeScale = TimeScale(5.0);
 
-    pub fn factor(self) -> f64 {
-        self.0
-    }
-
     /// A timeout as written in a lab file, stretched for this accelerator.
     pub fn scale(self, written: Duration) -> Duration {
         written.mul_f64(self.0)

@@ -2,12 +2,15 @@
 //! and fast. Errata (reproduced, stale, or failing another way), skipping
 //! after a failure, and cleanup that always runs.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use labcheck::guest::Artifacts;
 use labcheck::report::{CanonicalLab, LabReport, ReportBuilder};
 use labcheck::runner::{run_lab, EventSink, RunContext};
 use labcheck::vm::{Accel, Probe};
+use support::assert_nothing_left;
 
 /// A context whose guest is never used: these labs boot nothing.
 fn context(root: &Path) -> RunContext {
@@ -44,10 +47,7 @@ async fn run(lab_text: &str) -> LabReport {
     while let Some(event) = received.recv().await {
         builder.apply(&event);
     }
-    let work_left: Vec<_> = std::fs::read_dir(dir.path().join("work"))
-        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(work_left.is_empty(), "work dirs left: {work_left:?}");
+    assert_nothing_left(&dir.path().join("work"));
     builder.finish().labs.remove(0)
 }
 

@@ -139,14 +139,7 @@ size = 70305560
         let path = super::super::lock_path();
         let text = std::fs::read_to_string(&path).expect("lock file readable");
         let lock = Lock::parse(&text, &path).expect("committed lock parses");
-        for name in [
-            "busybox-static",
-            "isolinux",
-            "syslinux-common",
-            "syslinux",
-            "mtools",
-            "dosfstools",
-        ] {
+        for name in super::super::SMALL_PACKAGES {
             lock.package(name).expect("package pinned");
         }
         lock.package_with_prefix("linux-image-")

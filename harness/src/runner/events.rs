@@ -51,22 +51,6 @@ pub enum Event {
     },
 }
 
-impl Event {
-    /// The lab this event belongs to, if any.
-    pub fn lab(&self) -> Option<&str> {
-        match self {
-            Event::RunStarted { .. } => None,
-            Event::LabStarted { lab, .. }
-            | Event::VmPrepared { lab, .. }
-            | Event::VmBooting { lab, .. }
-            | Event::VmReady { lab, .. }
-            | Event::StepStarted { lab, .. }
-            | Event::StepFinished { lab, .. }
-            | Event::LabFinished { lab, .. } => Some(lab),
-        }
-    }
-}
-
 /// Where the runner sends its events. Sending never fails the run: a
 /// reporter that went away must not stop VMs from being cleaned up.
 #[derive(Debug, Clone)]
