@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use labcheck::time::Deadline;
 use labcheck::vm::{
-    launch, probe, rewrite, run_shell, Accel, ChildProcess, CommandLine, Plan, QmpError, RunningVm,
-    ShellExit,
+    launch, probe, rewrite, run_shell, Accel, ChildProcess, CommandLine, Enclosure, Plan, QmpError,
+    RunningVm, ShellExit,
 };
 use tokio::io::AsyncReadExt;
 
@@ -30,6 +30,7 @@ async fn start(line: &str, dir: &Path) -> Result<RunningVm, labcheck::vm::Launch
         dir,
         &plan.serial_socket,
         &plan.qmp_socket,
+        &Enclosure::host(),
         Deadline::after(Duration::from_secs(20)),
     )
     .await
@@ -132,6 +133,7 @@ async fn launch_reports_a_program_that_does_not_exist() {
         dir.path(),
         &dir.path().join("s"),
         &dir.path().join("q"),
+        &Enclosure::host(),
         secs(5),
     )
     .await
@@ -174,7 +176,7 @@ async fn poll<T>(budget: Duration, mut sample: impl FnMut() -> T, check: impl Fn
 async fn dropping_a_child_kills_its_whole_group() {
     let mut cmd = tokio::process::Command::new("sh");
     cmd.args(["-c", "sleep 1000 & sleep 1000"]);
-    let child = ChildProcess::spawn(cmd, None).expect("spawn");
+    let child = ChildProcess::spawn(cmd, None, &Enclosure::host()).expect("spawn");
     let group = child.pid();
     let members = poll(
         Duration::from_secs(5),
@@ -207,7 +209,7 @@ async fn a_child_logs_stdout_and_stderr_to_its_file() {
         "-c",
         "echo to-out; echo to-err >&2; read line || echo stdin-is-empty",
     ]);
-    let mut child = ChildProcess::spawn(cmd, Some(&log)).expect("spawn");
+    let mut child = ChildProcess::spawn(cmd, Some(&log), &Enclosure::host()).expect("spawn");
     let status = child.wait_with_deadline(secs(5)).await.expect("exits");
     assert!(status.success());
     let logged = std::fs::read_to_string(&log).expect("log written");
@@ -218,7 +220,7 @@ async fn a_child_logs_stdout_and_stderr_to_its_file() {
 async fn wait_with_deadline_times_out_on_a_running_child() {
     let mut cmd = tokio::process::Command::new("sleep");
     cmd.arg("1000");
-    let mut child = ChildProcess::spawn(cmd, None).expect("spawn");
+    let mut child = ChildProcess::spawn(cmd, None, &Enclosure::host()).expect("spawn");
     let waited = child
         .wait_with_deadline(Deadline::after(Duration::from_millis(200)))
         .await;
@@ -234,6 +236,7 @@ async fn run_shell_captures_interleaved_output_and_exit_status() {
     let result = run_shell(
         "echo out; echo err >&2; echo out2; pwd; exit 3",
         dir.path(),
+        &Enclosure::host(),
         secs(10),
     )
     .await
@@ -253,6 +256,7 @@ async fn run_shell_kills_a_never_ending_command_at_its_deadline() {
     let result = run_shell(
         "echo $$; sleep 1000 & sleep 1000",
         dir.path(),
+        &Enclosure::host(),
         Deadline::after(Duration::from_secs(1)),
     )
     .await
@@ -285,9 +289,14 @@ async fn run_shell_kills_a_never_ending_command_at_its_deadline() {
 async fn run_shell_does_not_wait_for_background_stragglers() {
     let dir = temp_dir();
     let started = Deadline::after(Duration::from_secs(60));
-    let result = run_shell("echo $$; sleep 1000 & echo done", dir.path(), secs(10))
-        .await
-        .expect("runs");
+    let result = run_shell(
+        "echo $$; sleep 1000 & echo done",
+        dir.path(),
+        &Enclosure::host(),
+        secs(10),
+    )
+    .await
+    .expect("runs");
     assert_eq!(result.exit, ShellExit::Exited(0));
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -358,6 +367,7 @@ async fn launch_refuses_a_socket_path_too_long_for_unix_sockets() {
         dir.path(),
         &long,
         &dir.path().join("q"),
+        &Enclosure::host(),
         secs(5),
     )
     .await

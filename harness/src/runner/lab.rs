@@ -16,7 +16,7 @@ use crate::scenario::model::{
     Action, Check, DigestMode, Erratum, FieldExpect, GuestForm, Interaction, Lab, Step,
 };
 use crate::time::{Deadline, TimeScale};
-use crate::vm::{process, rewrite, CommandLine, ShellExit, ShellOutput};
+use crate::vm::{process, rewrite, CommandLine, Enclosure, ShellExit, ShellOutput};
 
 /// Timeouts for steps that do not set their own, as under KVM.
 const HOST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -88,6 +88,8 @@ struct LabRun<'a> {
     transcripts: Vec<TranscriptReport>,
     boots: HashMap<String, usize>,
     digests: HashMap<String, String>,
+    /// Where host commands and QEMU run: the host, or the lab's namespace.
+    enclosure: Enclosure,
     /// Removes the work dir on drop unless the user asked to keep it.
     _work_guard: Option<tempfile::TempDir>,
 }
@@ -117,6 +119,7 @@ impl<'a> LabRun<'a> {
             transcripts: Vec::new(),
             boots: HashMap::new(),
             digests: HashMap::new(),
+            enclosure: Enclosure::host(),
             _work_guard: if ctx.keep {
                 let _ = guard.keep();
                 None
@@ -241,7 +244,7 @@ impl<'a> LabRun<'a> {
         match action {
             Action::Host { command } => {
                 let deadline = self.deadline(step, HOST_TIMEOUT);
-                let out = process::run_shell(command, &self.work_dir, deadline)
+                let out = process::run_shell(command, &self.work_dir, &self.enclosure, deadline)
                     .await
                     .map_err(|e| StepFailure::error(format!("cannot run `sh -c`: {e}")))?;
                 shell_observation(command, &out)
@@ -444,6 +447,7 @@ impl<'a> LabRun<'a> {
             serial_socket,
             qmp_socket,
             transcript: self.transcript_dir.join(transcript_name),
+            enclosure: self.enclosure.clone(),
             deadline,
         })
     }
@@ -460,7 +464,7 @@ impl<'a> LabRun<'a> {
                     "qemu-img info --output=json {}",
                     shlex::try_quote(image).unwrap_or_default()
                 );
-                let out = process::run_shell(&command, &self.work_dir, deadline)
+                let out = process::run_shell(&command, &self.work_dir, &self.enclosure, deadline)
                     .await
                     .map_err(|e| StepFailure::error(format!("cannot run qemu-img: {e}")))?;
                 let seen = shell_observation(&command, &out)?;

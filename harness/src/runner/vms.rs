@@ -8,7 +8,7 @@ use crate::console::{Console, ConsoleError};
 use crate::report::Outcome;
 use crate::time::{format_duration, Deadline};
 use crate::vm::launch::{log_tail, QEMU_LOG};
-use crate::vm::{launch, ChildProcess, LaunchError, Qmp, RunningVm};
+use crate::vm::{launch, ChildProcess, Enclosure, LaunchError, Qmp, RunningVm};
 
 /// A VM whose shell answered. Dropping it kills QEMU.
 #[derive(Debug)]
@@ -30,6 +30,8 @@ pub struct BootRequest {
     pub serial_socket: PathBuf,
     pub qmp_socket: PathBuf,
     pub transcript: PathBuf,
+    /// The host, or the lab's network namespace.
+    pub enclosure: Enclosure,
     pub deadline: Deadline,
 }
 
@@ -107,6 +109,7 @@ pub async fn boot(request: BootRequest) -> Booted {
         &request.run_dir,
         &request.serial_socket,
         &request.qmp_socket,
+        &request.enclosure,
         request.deadline,
     )
     .await;

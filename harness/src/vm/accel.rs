@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use super::launch::{launch, log_tail, LaunchError, RunningVm};
+use super::process::Enclosure;
 use super::rewrite::{qmp_wiring, serial_wiring};
 use crate::time::Deadline;
 
@@ -111,7 +112,16 @@ async fn boot_to_banner(
     ]);
     argv.extend(serial_wiring(&serial));
     argv.extend(qmp_wiring(&qmp));
-    let launched = launch(&argv, run_dir.path(), run_dir.path(), &serial, &qmp, budget).await;
+    let launched = launch(
+        &argv,
+        run_dir.path(),
+        run_dir.path(),
+        &serial,
+        &qmp,
+        &Enclosure::host(),
+        budget,
+    )
+    .await;
     match launched {
         Ok(mut vm) => watch_for_banner(&mut vm, budget).await,
         Err(LaunchError::Exited {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::UnixStream;
 use tokio::process::Command;
 
-use super::process::{ChildProcess, WaitError};
+use super::process::{ChildProcess, Enclosure, WaitError};
 use super::qmp::{connect_when_ready, Qmp, QmpError};
 use crate::time::Deadline;
 
@@ -82,7 +82,7 @@ impl RunningVm {
 }
 
 /// Starts QEMU with `argv` (program first) in `work_dir`, where the
-/// handout's relative file names resolve. `run_dir` holds qemu.log; the
+/// handout's relative file names resolve, inside `enclosure`. `run_dir` holds qemu.log; the
 /// sockets are the ones `argv` wires (keep their paths under 108 bytes).
 ///
 /// Spawns a child: call from a tokio worker, see [`ChildProcess::spawn`].
@@ -92,6 +92,7 @@ pub async fn launch(
     run_dir: &Path,
     serial_socket: &Path,
     qmp_socket: &Path,
+    enclosure: &Enclosure,
     deadline: Deadline,
 ) -> Result<RunningVm, LaunchError> {
     let (program, args) = argv.split_first().ok_or(LaunchError::EmptyArgv)?;
@@ -114,7 +115,7 @@ pub async fn launch(
     }
     let mut cmd = Command::new(program);
     cmd.args(args).current_dir(work_dir);
-    let mut child = ChildProcess::spawn(cmd, Some(&log)).map_err(spawn_error)?;
+    let mut child = ChildProcess::spawn(cmd, Some(&log), enclosure).map_err(spawn_error)?;
 
     let serial = tokio::select! {
         stream = connect_when_ready(serial_socket, deadline) => {

@@ -5,13 +5,17 @@
 //! it, reads nothing from stdin, and is killed with its whole group when its
 //! [`ChildProcess`] is dropped. Nothing labcheck starts outlives it.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
+use nix::sched::CloneFlags;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
@@ -34,6 +38,74 @@ pub enum WaitError {
     Io { pid: u32, source: io::Error },
 }
 
+/// Where a child runs: on the host as it is ([`Enclosure::host`]), or inside
+/// a lab's namespaces with the lab's tool dir first on `PATH` (made by
+/// [`crate::net`]). Cheap to clone: the namespaces are shared file handles.
+#[derive(Debug, Clone, Default)]
+pub struct Enclosure {
+    /// Namespaces the child joins before it runs, in order: a user namespace
+    /// must come before the network namespace it owns.
+    namespaces: Vec<(Arc<OwnedFd>, CloneFlags)>,
+    /// Put first on the child's `PATH` (the lab's `sudo`, for example).
+    tool_dir: Option<PathBuf>,
+}
+
+impl Enclosure {
+    /// The host, unchanged.
+    pub fn host() -> Self {
+        Self::default()
+    }
+
+    /// Joins `namespaces` (each an open `/proc/PID/ns/*` file and its kind)
+    /// in order, with `tool_dir` first on `PATH`.
+    pub fn new(namespaces: Vec<(Arc<OwnedFd>, CloneFlags)>, tool_dir: Option<PathBuf>) -> Self {
+        Self {
+            namespaces,
+            tool_dir,
+        }
+    }
+
+    pub fn is_host(&self) -> bool {
+        self.namespaces.is_empty() && self.tool_dir.is_none()
+    }
+
+    /// Arranges `cmd` to start inside the enclosure. Must be registered
+    /// before [`die_with_parent`]: joining a user namespace changes the
+    /// credentials, which clears the parent-death signal.
+    fn apply(&self, cmd: &mut Command) {
+        if let Some(dir) = &self.tool_dir {
+            cmd.env("PATH", path_with_first(dir));
+        }
+        if self.namespaces.is_empty() {
+            return;
+        }
+        let namespaces = self.namespaces.clone();
+        // SAFETY: the closure runs in the forked child before exec and calls
+        // only setns(2), async-signal-safe; the file descriptors stay open in
+        // the parent (the Arcs live in `cmd`'s closure) and so in the child.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(move || {
+                for (file, kind) in &namespaces {
+                    let fd: BorrowedFd<'_> = BorrowedFd::borrow_raw(file.as_raw_fd());
+                    nix::sched::setns(fd, *kind)?;
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+/// `$PATH` with `dir` in front.
+fn path_with_first(dir: &Path) -> OsString {
+    let mut path = OsString::from(dir);
+    if let Some(rest) = std::env::var_os("PATH") {
+        path.push(":");
+        path.push(rest);
+    }
+    path
+}
+
 /// A running child process, leader of its own process group.
 #[derive(Debug)]
 pub struct ChildProcess {
@@ -42,15 +114,15 @@ pub struct ChildProcess {
 }
 
 impl ChildProcess {
-    /// Spawns `cmd` through the door: own process group, SIGKILL when the
-    /// spawning thread dies, stdin from /dev/null, and stdout plus stderr
-    /// written to `log` (created or truncated) when given, otherwise as
-    /// configured on `cmd`.
+    /// Spawns `cmd` through the door, inside `enclosure`: own process group,
+    /// SIGKILL when the spawning thread dies, stdin from /dev/null, and stdout
+    /// plus stderr written to `log` (created or truncated) when given,
+    /// otherwise as configured on `cmd`.
     ///
     /// The parent-death signal fires when the *thread* that spawned the child
     /// exits, not the process: call this from a tokio worker or another
     /// long-lived thread, never from `spawn_blocking`, whose threads come and go.
-    pub fn spawn(mut cmd: Command, log: Option<&Path>) -> io::Result<Self> {
+    pub fn spawn(mut cmd: Command, log: Option<&Path>, enclosure: &Enclosure) -> io::Result<Self> {
         cmd.stdin(Stdio::null())
             .process_group(0)
             .kill_on_drop(false);
@@ -58,6 +130,7 @@ impl ChildProcess {
             let file = File::create(log)?;
             cmd.stdout(file.try_clone()?).stderr(file);
         }
+        enclosure.apply(&mut cmd);
         die_with_parent(&mut cmd);
         let child = cmd.spawn()?;
         let pid = child
@@ -166,13 +239,18 @@ impl ShellOutput {
     }
 }
 
-/// Runs `sh -c command` in `cwd` through the door, capturing stdout and stderr
+/// Runs `sh -c command` in `cwd` through the door, inside `enclosure`, capturing stdout and stderr
 /// into one buffer in the order they were written. At the deadline the whole
 /// process group is killed. When the shell exits, whatever it left running in
 /// the background is killed too: a host step's processes do not outlive it.
 ///
 /// Spawns a child: see [`ChildProcess::spawn`] about which thread to call from.
-pub async fn run_shell(command: &str, cwd: &Path, deadline: Deadline) -> io::Result<ShellOutput> {
+pub async fn run_shell(
+    command: &str,
+    cwd: &Path,
+    enclosure: &Enclosure,
+    deadline: Deadline,
+) -> io::Result<ShellOutput> {
     let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
@@ -182,7 +260,7 @@ pub async fn run_shell(command: &str, cwd: &Path, deadline: Deadline) -> io::Res
         .stderr(write_end);
     // `cmd` (and with it our copy of the write end) is dropped inside spawn,
     // so the pipe reports end-of-file once the children are gone.
-    let mut child = ChildProcess::spawn(cmd, None)?;
+    let mut child = ChildProcess::spawn(cmd, None, enclosure)?;
     let mut reader = tokio::net::unix::pipe::Receiver::from_owned_fd(read_end)?;
     let mut output = Vec::new();
     let mut chunk = [0u8; 8192];
