@@ -34,11 +34,18 @@ pub fn disk_append() -> String {
     format!("{KERNEL_APPEND} {STATE_DISK_PARAM}")
 }
 
+/// The script that starts labcheck's control shell on the second serial port (see [`control`]).
+pub const CONTROL_PATH: &str = "etc/init.d/control";
+
 /// busybox init: the boot script, a login shell on the serial port (busybox init makes ttyS0 its
-/// controlling terminal, so Ctrl-C and job control work), and a clean shutdown of the disk.
+/// controlling terminal, so Ctrl-C and job control work), labcheck's control shell, and a clean
+/// shutdown of the disk. The control script runs on `/dev/null`, not on init's console: init
+/// resets the terminal settings of the tty it gives a child, and a respawned control script
+/// must not turn echo back on under the handout's shell on ttyS0.
 pub const INITTAB: &str = "\
 ::sysinit:/etc/init.d/rcS
 ttyS0::respawn:-/bin/sh
+null::respawn:/etc/init.d/control
 ::ctrlaltdel:/sbin/reboot
 ::shutdown:/etc/init.d/rcK
 ";
@@ -83,6 +90,28 @@ hostname -F /etc/hostname
 "#
     )
 }
+
+/// labcheck's control shell: a root login shell on ttyS1, apart from the handout's shell on
+/// ttyS0, for observations a student's aliases, functions or busy console must not touch.
+/// Only a VM that labcheck gave a second serial port has one; without it the script sleeps,
+/// since a script that exits would have busybox init respawn it in a tight loop. init started
+/// it in a new session without a terminal, so opening ttyS1 makes that the shell's controlling
+/// terminal (Ctrl-C reaches its commands). The kernel's console is ttyS0 only, so no kernel
+/// message lands on ttyS1.
+pub fn control() -> String {
+    format!(
+        r#"#!/bin/sh
+if grep -q '^{CONTROL_UART}' /proc/tty/driver/serial; then
+    exec /bin/sh -l <>/dev/ttyS1 >&0 2>&0
+fi
+exec sleep 2147483647
+"#
+    )
+}
+
+/// How `/proc/tty/driver/serial` lists a second serial port that QEMU emulates; a port with
+/// no device behind it reads `1: uart:unknown`.
+const CONTROL_UART: &str = "1: uart:16550A";
 
 /// `modprobe`: the kernel runs `modprobe -q -- NAME` for a module it needs (a filesystem,
 /// a link type, a device node); users may run it too. Options are accepted and ignored.
@@ -144,6 +173,7 @@ mod tests {
     #[test]
     fn inittab_gives_a_serial_shell_and_a_shutdown_hook() {
         assert!(INITTAB.contains("ttyS0::respawn:-/bin/sh"));
+        assert!(INITTAB.contains(&format!("null::respawn:/{CONTROL_PATH}\n")));
         assert!(INITTAB.contains("::shutdown:/etc/init.d/rcK"));
     }
 
@@ -176,6 +206,19 @@ mod tests {
         assert!(waits < mounts && mounts < shell_soon, "{script}");
         assert!(disk_append().ends_with(STATE_DISK_PARAM));
         assert!(!KERNEL_APPEND.contains(STATE_DISK_PARAM));
+    }
+
+    #[test]
+    fn control_shell_starts_only_on_a_present_second_uart_and_never_exits_otherwise() {
+        let script = control();
+        let check = script
+            .find("grep -q '^1: uart:16550A' /proc/tty/driver/serial")
+            .expect("checks the UART");
+        let shell = script
+            .find("exec /bin/sh -l <>/dev/ttyS1 >&0 2>&0")
+            .expect("a login shell on ttyS1");
+        let sleep = script.find("exec sleep ").expect("sleeps otherwise");
+        assert!(check < shell && shell < sleep, "{script}");
     }
 
     #[test]

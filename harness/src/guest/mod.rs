@@ -6,10 +6,11 @@
 //! by plain HTTP from the machine's Debian mirror, checked by sha256 and cached; the build tools
 //! run from the cache, so neither root nor apt is needed.
 //!
-//! One initramfs (busybox, the lab's kernel modules, a root shell on ttyS0) in three forms:
-//! `guest.iso` (isolinux, stands in for the Alpine ISO), `disk.qcow2` (syslinux on FAT, stands in
-//! for "the disk of VM1"; it keeps the guest's hostname), and `vmlinux` + `initramfs` for
-//! direct boot with `-kernel`, which skips the kernel's own decompression.
+//! One initramfs (busybox, the lab's kernel modules, a root shell on ttyS0, labcheck's control
+//! shell on ttyS1 when the VM has that port) in three forms: `guest.iso` (isolinux, stands in for
+//! the Alpine ISO), `disk.qcow2` (syslinux on FAT, stands in for "the disk of VM1"; it keeps the
+//! guest's hostname), and `vmlinux` + `initramfs` for direct boot with `-kernel`, which skips the
+//! kernel's own decompression.
 //!
 //! # Determinism
 //!
@@ -55,7 +56,7 @@ use std::path::{Path, PathBuf};
 pub use lock::{Lock, LockedPackage};
 
 /// Bumped whenever the recipe (what is built from the lock, and how) changes.
-pub const RECIPE_VERSION: u32 = 5;
+pub const RECIPE_VERSION: u32 = 6;
 
 pub const CACHE_DIR_ENV: &str = "LABCHECK_CACHE_DIR";
 
@@ -292,6 +293,7 @@ fn read_lock() -> Result<(Lock, String), GuestError> {
         init::FSTAB.to_string(),
         init::rcs(),
         init::rck(),
+        init::control(),
         init::profile(),
         init::boot_loader_config("", "", &init::disk_append()),
         init::modprobe(),
@@ -478,6 +480,7 @@ fn initramfs(busybox: &Path, kernel: &Kernel) -> Result<cpio::CpioTree, GuestErr
     tree.file("etc/inittab", 0o644, init::INITTAB.into());
     tree.file("etc/init.d/rcS", 0o755, init::rcs().into_bytes());
     tree.file("etc/init.d/rcK", 0o755, init::rck().into_bytes());
+    tree.file(init::CONTROL_PATH, 0o755, init::control().into_bytes());
     tree.file("etc/profile", 0o644, init::profile().into_bytes());
     tree.file("etc/hostname", 0o644, b"localhost\n".to_vec());
     tree.file(
