@@ -10,7 +10,7 @@ use std::time::Duration;
 use labcheck::time::Deadline;
 use labcheck::vm::{
     launch, probe, rewrite, run_shell, Accel, ChildProcess, CommandLine, Enclosure, Plan, QmpError,
-    RunningVm, ShellExit,
+    RunningVm, ShellExit, Sockets,
 };
 use tokio::io::AsyncReadExt;
 
@@ -21,6 +21,7 @@ async fn start(line: &str, dir: &Path) -> Result<RunningVm, labcheck::vm::Launch
         accel: Accel::Tcg,
         serial_socket: dir.join("s"),
         qmp_socket: dir.join("q"),
+        control_socket: None,
         stand_ins: Vec::new(),
     };
     let rewritten = rewrite(&CommandLine::parse(line).expect("test line parses"), &plan);
@@ -28,12 +29,20 @@ async fn start(line: &str, dir: &Path) -> Result<RunningVm, labcheck::vm::Launch
         &rewritten.argv,
         dir,
         dir,
-        &plan.serial_socket,
-        &plan.qmp_socket,
+        &sockets(dir, &plan.serial_socket),
         &Enclosure::host(),
         Deadline::after(Duration::from_secs(20)),
     )
     .await
+}
+
+/// The sockets `start` wires: the serial console on `serial`, QMP on `q`.
+fn sockets(dir: &Path, serial: &Path) -> Sockets {
+    Sockets {
+        serial: serial.to_owned(),
+        qmp: dir.join("q"),
+        control: None,
+    }
 }
 
 /// Reads the serial console until `needle` appears; panics with what was
@@ -131,8 +140,7 @@ async fn launch_reports_a_program_that_does_not_exist() {
         &argv,
         dir.path(),
         dir.path(),
-        &dir.path().join("s"),
-        &dir.path().join("q"),
+        &sockets(dir.path(), &dir.path().join("s")),
         &Enclosure::host(),
         secs(5),
     )
@@ -365,8 +373,7 @@ async fn launch_refuses_a_socket_path_too_long_for_unix_sockets() {
         &argv,
         dir.path(),
         dir.path(),
-        &long,
-        &dir.path().join("q"),
+        &sockets(dir.path(), &long),
         &Enclosure::host(),
         secs(5),
     )

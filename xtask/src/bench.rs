@@ -122,6 +122,8 @@ async fn boot(command: &str, accel: Accel, work_dir: &Path) -> Result<(LiveVm, D
         accel,
         serial_socket: run_dir.join("serial.sock"),
         qmp_socket: run_dir.join("qmp.sock"),
+        // The benchmark measures the handout's boot and console alone.
+        control_socket: None,
         stand_ins: Vec::new(),
     };
     let request = BootRequest {
@@ -129,6 +131,8 @@ async fn boot(command: &str, accel: Accel, work_dir: &Path) -> Result<(LiveVm, D
         argv: rewrite(&line, &plan).argv,
         cwd: work_dir.to_path_buf(),
         transcript: run_dir.join("transcript.log"),
+        control_socket: None,
+        control_transcript: run_dir.join("control.log"),
         run_dir,
         serial_socket: plan.serial_socket,
         qmp_socket: plan.qmp_socket,

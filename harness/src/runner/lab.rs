@@ -398,10 +398,12 @@ impl<'a> LabRun<'a> {
             .map_err(|e| StepFailure::error(format!("cannot create {}: {e}", run_dir.display())))?;
         let serial_socket = run_dir.join("serial.sock");
         let qmp_socket = run_dir.join("qmp.sock");
+        let control_socket = run_dir.join("control.sock");
         let plan = rewrite::Plan {
             accel: self.ctx.probe.accel,
             serial_socket: serial_socket.clone(),
             qmp_socket: qmp_socket.clone(),
+            control_socket: Some(control_socket.clone()),
             stand_ins: self
                 .lab
                 .images
@@ -447,6 +449,8 @@ impl<'a> LabRun<'a> {
             serial_socket,
             qmp_socket,
             transcript: self.transcript_dir.join(transcript_name),
+            control_socket: Some(control_socket),
+            control_transcript: self.transcript_dir.join(format!("{name}.control.log")),
             enclosure: self.enclosure.clone(),
             deadline,
         })

@@ -1,21 +1,33 @@
 //! The lab's VMs: launch, wire the console, wait for a shell; reboot and
-//! power off through the guest, watched through QMP.
+//! power off through the guest, watched through QMP; observe the guest
+//! through labcheck's own control shell, apart from the handout's console.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::console::{Console, ConsoleError};
+use crate::console::{CommandOutput, Console, ConsoleError};
 use crate::report::Outcome;
 use crate::time::{format_duration, Deadline};
 use crate::vm::launch::{log_tail, QEMU_LOG};
-use crate::vm::{launch, ChildProcess, Enclosure, LaunchError, Qmp, RunningVm};
+use crate::vm::{launch, ChildProcess, Enclosure, LaunchError, Qmp, RunningVm, Sockets};
 
 /// A VM whose shell answered. Dropping it kills QEMU.
 #[derive(Debug)]
 pub struct LiveVm {
+    /// The handout's console: the guest's first serial port.
     pub console: Console,
+    /// labcheck's control shell on the second serial port, if wired.
+    control: Option<ControlShell>,
     child: ChildProcess,
     qmp: Qmp,
+}
+
+/// The control channel's console, and whether its shell has been set up
+/// since the guest last booted.
+#[derive(Debug)]
+struct ControlShell {
+    console: Console,
+    ready: bool,
 }
 
 /// Everything needed to boot one VM, owned so that boots run concurrently.
@@ -30,6 +42,11 @@ pub struct BootRequest {
     pub serial_socket: PathBuf,
     pub qmp_socket: PathBuf,
     pub transcript: PathBuf,
+    /// labcheck's control channel, as wired by the rewrite's `Plan`; `None`
+    /// boots without one.
+    pub control_socket: Option<PathBuf>,
+    /// The control channel's transcript; unused without `control_socket`.
+    pub control_transcript: PathBuf,
     /// The host, or the lab's network namespace.
     pub enclosure: Enclosure,
     pub deadline: Deadline,
@@ -103,12 +120,16 @@ impl StepFailure {
 /// tokio worker (the parent-death signal follows the spawning thread).
 pub async fn boot(request: BootRequest) -> Booted {
     let started = Instant::now();
+    let sockets = Sockets {
+        serial: request.serial_socket.clone(),
+        qmp: request.qmp_socket.clone(),
+        control: request.control_socket.clone(),
+    };
     let launched = launch(
         &request.argv,
         &request.cwd,
         &request.run_dir,
-        &request.serial_socket,
-        &request.qmp_socket,
+        &sockets,
         &request.enclosure,
         request.deadline,
     )
@@ -116,6 +137,7 @@ pub async fn boot(request: BootRequest) -> Booted {
     let RunningVm {
         mut child,
         serial,
+        control,
         qmp,
         log,
     } = match launched {
@@ -132,10 +154,24 @@ pub async fn boot(request: BootRequest) -> Booted {
         Ok(console) => console,
         Err(error) => return Booted::Failed(StepFailure::from_console(error)),
     };
+    // Started now, so its reader drains the port from the first byte; its
+    // shell is set up by the first probe, not here, so boots wait for no
+    // more than the handout's shell.
+    let control = match control
+        .map(|stream| Console::start(stream, &request.control_transcript))
+        .transpose()
+    {
+        Ok(console) => console.map(|console| ControlShell {
+            console,
+            ready: false,
+        }),
+        Err(error) => return Booted::Failed(StepFailure::from_console(error)),
+    };
     match console.wait_for_shell(request.deadline).await {
         Ok(()) => Booted::Ready {
             vm: Box::new(LiveVm {
                 console,
+                control,
                 child,
                 qmp,
             }),
@@ -148,6 +184,16 @@ pub async fn boot(request: BootRequest) -> Booted {
             },
             _ => Booted::Failed(StepFailure::from_console(error)),
         },
+    }
+}
+
+/// A failure on the control channel, named so it is not taken for one on
+/// the handout's console.
+fn control_failure(error: ConsoleError) -> StepFailure {
+    let failure = StepFailure::from_console(error);
+    StepFailure {
+        message: format!("labcheck's control shell: {}", failure.message),
+        ..failure
     }
 }
 
@@ -173,10 +219,42 @@ impl LiveVm {
             Ok(false) => return Err(self.failure("QEMU's RESET event", deadline, "QMP closed")),
             Err(_) => return Err(self.failure("QEMU's RESET event", deadline, "timed out")),
         }
+        // The control shell restarts with the guest: the next probe sets
+        // up the new one.
+        if let Some(control) = &mut self.control {
+            control.ready = false;
+        }
         self.console
             .wait_for_shell(deadline)
             .await
             .map_err(StepFailure::from_console)
+    }
+
+    /// Runs `command` on labcheck's control shell (the guest's ttyS1), out
+    /// of reach of whatever runs on the handout's console or what its lines
+    /// did to their shell. The first call after a boot waits for that shell
+    /// to be ready, within the same `deadline`.
+    pub async fn probe(
+        &mut self,
+        command: &str,
+        deadline: Deadline,
+    ) -> Result<CommandOutput, StepFailure> {
+        let control = self.control.as_mut().ok_or_else(|| {
+            StepFailure::error("this VM was booted without labcheck's control channel")
+        })?;
+        if !control.ready {
+            control
+                .console
+                .wait_for_shell(deadline)
+                .await
+                .map_err(control_failure)?;
+            control.ready = true;
+        }
+        control
+            .console
+            .run(command, deadline)
+            .await
+            .map_err(control_failure)
     }
 
     /// Types `poweroff` and waits for QEMU to exit; returns its exit code.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use super::launch::{launch, log_tail, LaunchError, RunningVm};
+use super::launch::{launch, log_tail, LaunchError, RunningVm, Sockets};
 use super::process::Enclosure;
 use super::rewrite::{qmp_wiring, serial_wiring};
 use crate::time::Deadline;
@@ -112,12 +112,17 @@ async fn boot_to_banner(
     ]);
     argv.extend(serial_wiring(&serial));
     argv.extend(qmp_wiring(&qmp));
+    // The probe only watches for the kernel's banner: no control channel.
+    let sockets = Sockets {
+        serial,
+        qmp,
+        control: None,
+    };
     let launched = launch(
         &argv,
         run_dir.path(),
         run_dir.path(),
-        &serial,
-        &qmp,
+        &sockets,
         &Enclosure::host(),
         budget,
     )

@@ -1,5 +1,6 @@
 //! Starting a VM: spawn QEMU through the door, connect its serial console
-//! (QEMU waits for us before running the guest), then QMP.
+//! (QEMU waits for us before running the guest), then labcheck's control
+//! channel if the VM has one, then QMP.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -63,12 +64,34 @@ impl LaunchError {
     }
 }
 
+/// The unix sockets a VM's argv wires (keep their paths under 108 bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sockets {
+    /// The serial console, wired with `wait=on`.
+    pub serial: PathBuf,
+    pub qmp: PathBuf,
+    /// labcheck's control channel (the second serial port), if wired.
+    pub control: Option<PathBuf>,
+}
+
+impl Sockets {
+    fn all(&self) -> impl Iterator<Item = &Path> {
+        [Some(&self.serial), Some(&self.qmp), self.control.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+    }
+}
+
 /// A running VM and its channels. Dropping it kills QEMU.
 #[derive(Debug)]
 pub struct RunningVm {
     pub child: ChildProcess,
     /// The guest's first serial port.
     pub serial: UnixStream,
+    /// The guest's second serial port, labcheck's control channel, when
+    /// [`Sockets::control`] was given.
+    pub control: Option<UnixStream>,
     pub qmp: Qmp,
     /// QEMU's log file, for the report.
     pub log: PathBuf,
@@ -82,21 +105,20 @@ impl RunningVm {
 }
 
 /// Starts QEMU with `argv` (program first) in `work_dir`, where the
-/// handout's relative file names resolve, inside `enclosure`. `run_dir` holds qemu.log; the
-/// sockets are the ones `argv` wires (keep their paths under 108 bytes).
+/// handout's relative file names resolve, inside `enclosure`. `run_dir` holds qemu.log;
+/// `sockets` are the ones `argv` wires.
 ///
 /// Spawns a child: call from a tokio worker, see [`ChildProcess::spawn`].
 pub async fn launch(
     argv: &[String],
     work_dir: &Path,
     run_dir: &Path,
-    serial_socket: &Path,
-    qmp_socket: &Path,
+    sockets: &Sockets,
     enclosure: &Enclosure,
     deadline: Deadline,
 ) -> Result<RunningVm, LaunchError> {
     let (program, args) = argv.split_first().ok_or(LaunchError::EmptyArgv)?;
-    for socket in [serial_socket, qmp_socket] {
+    for socket in sockets.all() {
         let len = socket.as_os_str().len();
         if len > SOCKET_PATH_MAX {
             let path = socket.to_owned();
@@ -110,25 +132,35 @@ pub async fn launch(
     };
     // A socket left by an earlier run would refuse connections until QEMU
     // replaces it; remove it so a refusal means QEMU is not ready yet.
-    for socket in [serial_socket, qmp_socket] {
+    for socket in sockets.all() {
         remove_if_present(socket).map_err(spawn_error)?;
     }
     let mut cmd = Command::new(program);
     cmd.args(args).current_dir(work_dir);
     let mut child = ChildProcess::spawn(cmd, Some(&log), enclosure).map_err(spawn_error)?;
 
-    let serial = tokio::select! {
-        stream = connect_when_ready(serial_socket, deadline) => {
-            stream.map_err(|source| socket_timeout(serial_socket, deadline, source))?
+    let serial = connect(
+        &mut child,
+        &sockets.serial,
+        "the serial console connected",
+        &log,
+        deadline,
+    )
+    .await?;
+    // QEMU does not wait for the control channel (`wait=off`), so the guest
+    // may already run when it connects. Nothing lost matters: the guest
+    // writes ttyS1 only once its control shell starts, long after the
+    // firmware that runs now, and the first probe retypes its setup line
+    // until that shell answers.
+    let control = match &sockets.control {
+        Some(socket) => {
+            let stage = "the control channel connected";
+            Some(connect(&mut child, socket, stage, &log, deadline).await?)
         }
-        status = child.wait_with_deadline(deadline) => {
-            return Err(exited_or(status, "the serial console connected", &log, || {
-                socket_timeout(serial_socket, deadline, io::ErrorKind::TimedOut.into())
-            }));
-        }
+        None => None,
     };
     let qmp = tokio::select! {
-        qmp = Qmp::connect(qmp_socket, deadline) => match qmp {
+        qmp = Qmp::connect(&sockets.qmp, deadline) => match qmp {
             Ok(qmp) => qmp,
             // QEMU often fails after the serial console connected (a missing
             // disk); then the QMP socket closes. Its exit says why.
@@ -139,16 +171,38 @@ pub async fn launch(
         },
         status = child.wait_with_deadline(deadline) => {
             return Err(exited_or(status, "QMP connected", &log, || {
-                socket_timeout(qmp_socket, deadline, io::ErrorKind::TimedOut.into())
+                socket_timeout(&sockets.qmp, deadline, io::ErrorKind::TimedOut.into())
             }));
         }
     };
     Ok(RunningVm {
         child,
         serial,
+        control,
         qmp,
         log,
     })
+}
+
+/// Connects to `socket` once QEMU listens on it; QEMU's exit while waiting
+/// fails with its log, as not having reached `stage`.
+async fn connect(
+    child: &mut ChildProcess,
+    socket: &Path,
+    stage: &'static str,
+    log: &Path,
+    deadline: Deadline,
+) -> Result<UnixStream, LaunchError> {
+    tokio::select! {
+        stream = connect_when_ready(socket, deadline) => {
+            stream.map_err(|source| socket_timeout(socket, deadline, source))
+        }
+        status = child.wait_with_deadline(deadline) => {
+            Err(exited_or(status, stage, log, || {
+                socket_timeout(socket, deadline, io::ErrorKind::TimedOut.into())
+            }))
+        }
+    }
 }
 
 /// QEMU's exit as the error if it did exit, otherwise `otherwise()`.

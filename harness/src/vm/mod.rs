@@ -16,7 +16,7 @@ pub mod rewrite;
 
 pub use accel::{probe, probe_cached, Accel, Probe};
 pub use cmdline::{CmdlineError, CommandLine, KeyValue, KeyValues, QemuOption};
-pub use launch::{launch, LaunchError, RunningVm};
+pub use launch::{launch, LaunchError, RunningVm, Sockets};
 pub use process::{run_shell, ChildProcess, Enclosure, ShellExit, ShellOutput, WaitError};
 pub use qmp::{Qmp, QmpError, QmpEvent};
 pub use rewrite::{rewrite, Plan, Rewritten, StandIn, Substitution, SubstitutionKind};

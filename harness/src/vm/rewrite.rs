@@ -10,6 +10,8 @@ use super::cmdline::{escape_commas, CommandLine, KeyValues, QemuOption};
 
 /// The chardev id labcheck gives the serial console it drives.
 const SERIAL_CHARDEV_ID: &str = "labcheck-serial";
+/// The chardev id of labcheck's control channel (the guest's ttyS1).
+const CONTROL_CHARDEV_ID: &str = "labcheck-control";
 
 /// Options whose value names a file directly.
 const FILE_OPTIONS: &[&str] = &[
@@ -23,6 +25,9 @@ pub struct Plan {
     pub accel: Accel,
     pub serial_socket: PathBuf,
     pub qmp_socket: PathBuf,
+    /// labcheck's control channel: a second serial port (the guest's ttyS1,
+    /// where the built-in guest runs a root shell of its own) on this socket.
+    pub control_socket: Option<PathBuf>,
     /// Files the built-in guest stands in for, by the name the handout uses.
     pub stand_ins: Vec<StandIn>,
 }
@@ -43,6 +48,7 @@ pub enum SubstitutionKind {
     SerialWiring,
     Display,
     Monitor,
+    ControlChannel,
 }
 
 /// One declared difference between the handout and what runs.
@@ -72,6 +78,8 @@ const REASON_NOGRAPHIC: &str = "-nographic puts the serial console and the monit
 const REASON_WINDOW: &str = "QEMU would open a window; labcheck runs headless";
 const REASON_SERIAL: &str = "labcheck drives the guest's first serial port over a unix socket";
 const REASON_QMP: &str = "labcheck watches and stops the VM through QMP";
+const REASON_CONTROL: &str = "labcheck's own shell on ttyS1, for observations that must not go \
+     through the handout's shell";
 const REASON_STAND_IN: &str =
     "the handout's image is not available here; labcheck's guest stands in under the same name";
 
@@ -252,6 +260,12 @@ impl Rewriter<'_> {
         }
         let qmp = qmp_wiring(&self.plan.qmp_socket);
         self.add(SubstitutionKind::Monitor, &qmp, REASON_QMP);
+        // Last, after every serial port the line wires: QEMU numbers serial
+        // ports in argv order, and the console must stay ttyS0.
+        if let Some(socket) = &self.plan.control_socket {
+            let control = control_wiring(socket);
+            self.add(SubstitutionKind::ControlChannel, &control, REASON_CONTROL);
+        }
         // A line that never names KVM runs TCG, as it would for the student.
         let accel = if self.mentions_kvm {
             self.plan.accel
@@ -287,6 +301,21 @@ pub fn serial_wiring(socket: &Path) -> Vec<String> {
         ),
         "-serial".to_owned(),
         format!("chardev:{SERIAL_CHARDEV_ID}"),
+    ]
+}
+
+/// The control channel's serial port on a unix socket. QEMU does not wait
+/// for it: the guest prints nothing there that labcheck needs before its
+/// first command (see `launch`).
+pub fn control_wiring(socket: &Path) -> Vec<String> {
+    vec![
+        "-chardev".to_owned(),
+        format!(
+            "socket,id={CONTROL_CHARDEV_ID},path={},server=on,wait=off",
+            escape_commas(&path_text(socket))
+        ),
+        "-serial".to_owned(),
+        format!("chardev:{CONTROL_CHARDEV_ID}"),
     ]
 }
 
@@ -357,6 +386,7 @@ mod tests {
             accel,
             serial_socket: PathBuf::from("/run/x/serial.sock"),
             qmp_socket: PathBuf::from("/run/x/qmp.sock"),
+            control_socket: Some(PathBuf::from("/run/x/control.sock")),
             stand_ins: vec![
                 StandIn {
                     name: "alpine-standard-3.20.0-x86_64.iso".into(),
@@ -475,14 +505,73 @@ mod tests {
     }
 
     #[test]
-    fn keeps_display_none_and_adds_only_serial_and_qmp() {
+    fn keeps_display_none_and_adds_only_serial_qmp_and_control() {
         let rewritten = rewrite_text("qemu-system-x86_64 -display none", Accel::Tcg);
         let kinds: Vec<_> = rewritten.substitutions.iter().map(|s| s.kind).collect();
         assert_eq!(
             kinds,
-            [SubstitutionKind::SerialWiring, SubstitutionKind::Monitor]
+            [
+                SubstitutionKind::SerialWiring,
+                SubstitutionKind::Monitor,
+                SubstitutionKind::ControlChannel
+            ]
         );
         assert_eq!(rewritten.argv[1..3], ["-display", "none"]);
+    }
+
+    #[test]
+    fn without_a_control_socket_adds_no_control_channel() {
+        let line = CommandLine::parse(SOCKET_VM1).expect("handout line parses");
+        let without = Plan {
+            control_socket: None,
+            ..plan(Accel::Tcg)
+        };
+        let rewritten = rewrite(&line, &without);
+        assert!(!rewritten
+            .argv
+            .iter()
+            .any(|w| w.contains(CONTROL_CHARDEV_ID)));
+        assert!(!rewritten
+            .substitutions
+            .iter()
+            .any(|s| s.kind == SubstitutionKind::ControlChannel));
+    }
+
+    /// QEMU numbers serial ports in argv order: the console's must come
+    /// first (ttyS0), the control channel's after it (ttyS1), wherever the
+    /// line put its own serial options.
+    #[rstest]
+    #[case::nographic(SOCKET_VM1)]
+    #[case::no_nographic(CLONED_VM2)]
+    #[case::explicit_serial("qemu-system-x86_64 -serial stdio -m 64")]
+    fn wires_the_control_channel_as_the_second_serial_port(#[case] text: &str) {
+        let rewritten = rewrite_text(text, Accel::Tcg);
+        let serials: Vec<_> = rewritten
+            .argv
+            .windows(2)
+            .filter(|pair| pair[0] == "-serial")
+            .map(|pair| pair[1].as_str())
+            .collect();
+        assert_eq!(
+            serials,
+            ["chardev:labcheck-serial", "chardev:labcheck-control"]
+        );
+        let control = rewritten
+            .substitutions
+            .iter()
+            .find(|s| s.kind == SubstitutionKind::ControlChannel)
+            .expect("a declared control channel");
+        assert_eq!(
+            (control.original.as_str(), control.replacement.as_str()),
+            (
+                "",
+                "-chardev socket,id=labcheck-control,path=/run/x/control.sock,server=on,wait=off \
+                 -serial chardev:labcheck-control"
+            )
+        );
+        assert!(rewritten
+            .argv
+            .ends_with(&control_wiring(Path::new("/run/x/control.sock"))));
     }
 
     #[test]
