@@ -22,13 +22,25 @@ fn artifacts() -> Artifacts {
     guest::locate(&options).expect("the built-in guest (build it with `cargo xtask fixtures`)")
 }
 
-/// Boots the ISO guest the way the handout's VM1 line does (`-nographic`,
-/// so the console's serial wiring sits mid-line), through the runner's own
-/// boot path, with a control channel when `with_control`.
-async fn boot_iso(dir: &Path, with_control: bool) -> LiveVm {
+/// How the handout's lines show the guest: VM1's `-nographic` (the
+/// console's serial wiring replaces it mid-line) or the cloned VM2's plain
+/// line (the wiring is appended).
+#[derive(Clone, Copy)]
+enum Display {
+    Nographic,
+    Window,
+}
+
+/// Boots the ISO guest through the runner's own boot path, with a control
+/// channel when `with_control`.
+async fn boot_iso(dir: &Path, display: Display, with_control: bool) -> LiveVm {
     let iso = artifacts().iso;
+    let display = match display {
+        Display::Nographic => " -nographic",
+        Display::Window => "",
+    };
     let line = format!(
-        "qemu-system-x86_64 -m 512 -cdrom {} -boot d -net none -nographic",
+        "qemu-system-x86_64 -m 512 -cdrom {} -boot d -net none{display}",
         iso.display()
     );
     let plan = Plan {
@@ -96,6 +108,12 @@ async fn probe(vm: &mut LiveVm, command: &str) -> String {
     answer.output
 }
 
+/// The handout's shell is on ttyS0 and the control shell on ttyS1.
+async fn assert_ports(vm: &mut LiveVm) {
+    assert_eq!(on_console(vm, "tty").await.trim(), "/dev/ttyS0");
+    assert_eq!(probe(vm, "tty").await.trim(), "/dev/ttyS1");
+}
+
 /// Kills QEMU and checks that nothing mentioning `dir` outlives it.
 fn shut_down(vm: LiveVm, dir: &Path) {
     drop(vm);
@@ -116,7 +134,8 @@ fn temp_dir() -> (tempfile::TempDir, PathBuf) {
 )]
 async fn the_control_shell_answers_while_the_console_is_busy_and_ignores_its_redefinitions() {
     let (_dir, dir) = temp_dir();
-    let mut vm = boot_iso(&dir, true).await;
+    let mut vm = boot_iso(&dir, Display::Nographic, true).await;
+    assert_ports(&mut vm).await;
 
     // What a student's line can do to the handout's shell, shown to bite there.
     let redefine = "cat() { echo hijacked; }; alias grep=false";
@@ -181,7 +200,7 @@ async fn the_control_shell_answers_while_the_console_is_busy_and_ignores_its_red
 #[allow(clippy::print_stdout, reason = "the pid count is a figure to report")]
 async fn without_a_control_channel_the_guest_neither_spins_nor_offers_one() {
     let (_dir, dir) = temp_dir();
-    let mut vm = boot_iso(&dir, false).await;
+    let mut vm = boot_iso(&dir, Display::Window, false).await;
 
     let refused = vm
         .probe("echo ready", command_deadline())
@@ -215,5 +234,13 @@ async fn without_a_control_channel_the_guest_neither_spins_nor_offers_one() {
         first,
         "the control script was restarted"
     );
+    shut_down(vm, &dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_nographic_the_console_stays_on_ttys0_and_control_on_ttys1() {
+    let (_dir, dir) = temp_dir();
+    let mut vm = boot_iso(&dir, Display::Window, true).await;
+    assert_ports(&mut vm).await;
     shut_down(vm, &dir);
 }
