@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod console;
 pub mod guest;
+pub mod net;
 pub mod report;
 pub mod runner;
 pub mod scenario;
