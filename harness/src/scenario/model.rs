@@ -24,11 +24,25 @@ pub struct Lab {
     /// The handout section this lab verifies, by its heading.
     pub handout: String,
     pub source: PathBuf,
+    /// Where the lab's host commands and VMs run.
+    pub network: Network,
     pub images: Vec<ImageStandIn>,
     pub vms: Vec<VmSpec>,
     pub steps: Vec<Step>,
     /// Steps that run after `steps`, whatever happened to them.
     pub cleanup: Vec<Step>,
+}
+
+/// `network = "host"` (the default) or `network = "namespace"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Network {
+    /// Host commands and QEMU run in the host's own network namespace.
+    Host,
+    /// A private network namespace made for the lab (a user namespace too
+    /// when labcheck is not root): its host commands and QEMU run inside,
+    /// `sudo` means the namespace's root, and nothing of it outlives the lab.
+    Namespace,
 }
 
 /// A file the handout expects to exist, provided by the built-in guest.
@@ -66,6 +80,9 @@ pub struct Step {
     pub erratum: Option<Erratum>,
     /// As written (KVM time); the runner scales it for the accelerator.
     pub timeout: Option<Duration>,
+    /// `background = "label"` on a `host` or `run` step: started and left
+    /// running; a later `wait = "label"` step waits for it and judges it.
+    pub background: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +105,16 @@ pub enum Action {
     Poweroff { vm: String },
     /// `check = { … }`: a host-side fact.
     Check(Check),
+    /// `wait = "label"`: waits for the background step `label` to end.
+    Wait { label: String },
+    /// `probe = "…"`: labcheck's own observation, repeated until the
+    /// expectation holds or the deadline passes. With `on`, it runs on the
+    /// VM's control channel (its second serial port, never the handout's
+    /// shell); without, on the host (in the lab's namespace, if any).
+    Probe { vm: Option<String>, command: String },
+    /// `not-checked = "reason"`: a claim of the handout that cannot be shown
+    /// here. Reported as not checked, never as passed.
+    NotChecked { reason: String },
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +135,9 @@ pub enum Check {
     },
     /// `check = { file = "vm2.qcow2", exists = true }`
     File { path: String, exists: bool },
+    /// `check = { no-links = ["tun", "bridge"] }`: the lab's namespace has
+    /// no network device of these kinds (`ip -d link`'s `info_kind`).
+    NoLinks { kinds: Vec<String> },
     /// `check = { digest = "vm1.qcow2", save = "before" }` records the sha256;
     /// `check = { digest = "vm1.qcow2", same-as = "before" }` compares with it.
     Digest { path: String, mode: DigestMode },

@@ -31,6 +31,7 @@ pub(super) struct RawHeader {
     pub id: Option<Spanned<String>>,
     pub title: Option<Spanned<String>>,
     pub handout: Option<Spanned<String>>,
+    pub network: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,7 +41,7 @@ pub(super) struct RawVm {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawStep {
     pub name: Option<Spanned<String>>,
     pub on: Option<Spanned<String>>,
@@ -51,6 +52,10 @@ pub(super) struct RawStep {
     pub reboot: Option<Spanned<String>>,
     pub poweroff: Option<Spanned<String>>,
     pub check: Option<Spanned<RawCheck>>,
+    pub probe: Option<Spanned<String>>,
+    pub wait: Option<Spanned<String>>,
+    pub not_checked: Option<Spanned<String>>,
+    pub background: Option<Spanned<String>>,
     pub expect: Option<Spanned<RawExpect>>,
     pub erratum: Option<Spanned<RawErratum>>,
     pub timeout: Option<Spanned<String>>,
@@ -75,6 +80,7 @@ pub(super) struct RawCheck {
     pub digest: Option<Spanned<String>>,
     pub save: Option<Spanned<String>>,
     pub same_as: Option<Spanned<String>>,
+    pub no_links: Option<Spanned<Strings>>,
 }
 
 #[derive(Debug, Deserialize)]

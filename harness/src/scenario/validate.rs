@@ -12,7 +12,7 @@ use toml::Spanned;
 use super::error::{Problem, TextPosition};
 use super::model::{
     Action, Check, DigestMode, Erratum, Expectation, FieldExpect, GuestForm, ImageStandIn,
-    Interaction, Lab, Location, Step, VmSpec,
+    Interaction, Lab, Location, Network, Step, VmSpec,
 };
 use super::raw::{
     in_file_order, items, RawCheck, RawErratum, RawExpect, RawHeader, RawInteraction, RawLab,
@@ -24,6 +24,8 @@ const GUEST_FORMS: [(&str, GuestForm); 2] = [
     ("guest:iso", GuestForm::Iso),
     ("guest:disk", GuestForm::Disk),
 ];
+
+const NETWORKS: [(&str, Network); 2] = [("host", Network::Host), ("namespace", Network::Namespace)];
 
 pub(super) fn validate(path: &Path, text: &str, raw: &RawLab) -> Result<Lab, Vec<Problem>> {
     let mut validator = Validator {
@@ -40,6 +42,9 @@ pub(super) fn validate(path: &Path, text: &str, raw: &RawLab) -> Result<Lab, Vec
             .filter_map(|step| step.get_ref().check.as_ref()?.get_ref().save.as_ref())
             .map(|save| (save.get_ref().clone(), save.span()))
             .collect(),
+        network: Network::Host,
+        backgrounds: HashMap::new(),
+        busy_consoles: HashMap::new(),
     };
     let lab = validator.lab(raw);
     match lab {
@@ -65,6 +70,19 @@ struct Validator<'a> {
     saved_digests: HashMap<String, Range<usize>>,
     /// Every `save` in the file, for help when a `same-as` comes too early.
     every_save: Vec<(String, Range<usize>)>,
+    /// The lab's `network`, once its header is read.
+    network: Network,
+    /// Background labels started so far: where, on which VM (None: host),
+    /// and whether a `wait` took them already.
+    backgrounds: HashMap<String, Background>,
+    /// VMs whose console a background command holds: VM → label.
+    busy_consoles: HashMap<String, String>,
+}
+
+struct Background {
+    span: Range<usize>,
+    vm: Option<String>,
+    waited: bool,
 }
 
 impl Validator<'_> {
@@ -89,6 +107,7 @@ impl Validator<'_> {
             title,
             handout,
             source: self.path.to_path_buf(),
+            network: self.network,
             images: images?,
             vms: vms?,
             steps: steps?,
@@ -146,7 +165,30 @@ impl Validator<'_> {
         };
         let title = self.required_text(raw.title.as_ref(), "title", "[lab]", &head);
         let handout = self.required_text(raw.handout.as_ref(), "handout", "[lab]", &head);
+        let network = self.optional(raw.network.as_ref(), Self::network)?;
+        self.network = network.unwrap_or(Network::Host);
         Some((id?, title?.get_ref().clone(), handout?.get_ref().clone()))
+    }
+
+    fn network(&mut self, network: &Spanned<String>) -> Option<Network> {
+        let wanted = network.get_ref();
+        if let Some((_, network)) = NETWORKS.iter().find(|(key, _)| key == wanted) {
+            return Some(*network);
+        }
+        let help = match nearest(wanted, NETWORKS.map(|(key, _)| key)) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => "use `host` (the default) or `namespace` (a private network namespace \
+                     for the lab)"
+                .to_owned(),
+        };
+        self.reject(
+            Problem::new(
+                network.span(),
+                format!("`{wanted}` is not a network"),
+                "unknown network",
+            )
+            .with_help(help),
+        )
     }
 
     fn image(&mut self, name: &Spanned<String>, form: &Spanned<String>) -> Option<ImageStandIn> {
@@ -212,8 +254,16 @@ impl Validator<'_> {
         let step = raw.get_ref();
         let name = self.step_name(step, table, &head);
         let action = self.action(step, &head);
+        let background = self.optional(step.background.as_ref(), |v, label| {
+            v.background(label, action.as_ref()?, step)
+        });
         let default_exit = match action {
-            Some(Action::Host { .. } | Action::Guest { .. }) => Some(0),
+            Some(
+                Action::Host { .. }
+                | Action::Guest { .. }
+                | Action::Probe { .. }
+                | Action::Wait { .. },
+            ) => Some(0),
             _ => None,
         };
         let expect = match &step.expect {
@@ -241,7 +291,128 @@ impl Validator<'_> {
             expect: expect?,
             erratum: erratum?,
             timeout: timeout?,
+            background: background?,
         })
+    }
+
+    /// `background = "label"`: only on `host` and `run` steps, judged by the
+    /// `wait` step that names the label.
+    fn background(
+        &mut self,
+        label: &Spanned<String>,
+        action: &Action,
+        step: &RawStep,
+    ) -> Option<String> {
+        let vm = match action {
+            Action::Host { .. } => None,
+            Action::Guest { vm, .. } => Some(vm.clone()),
+            _ => {
+                return self.reject(
+                    Problem::new(
+                        label.span(),
+                        "only `host` and `run` steps can run in the background",
+                        "not a command",
+                    )
+                    .with_help("remove `background`, or make the step a `host` or `run` step"),
+                );
+            }
+        };
+        // Reported, but the label is still registered, so that its `wait`
+        // is not reported too.
+        let mut misplaced = false;
+        for (key, span) in [
+            ("expect", step.expect.as_ref().map(Spanned::span)),
+            ("erratum", step.erratum.as_ref().map(Spanned::span)),
+        ] {
+            if let Some(span) = span {
+                misplaced = true;
+                self.report(
+                    Problem::new(
+                        span,
+                        format!("a background step has no result yet for `{key}`"),
+                        "judged when it ends",
+                    )
+                    .with_help(format!(
+                        "put `{key}` on the step with wait = \"{}\"",
+                        label.get_ref()
+                    )),
+                );
+            }
+        }
+        let text = self.text(label, "background")?;
+        if let Some(first) = self.backgrounds.get(&text) {
+            let line = TextPosition::of(self.text, first.span.start).line;
+            return self.reject(
+                Problem::new(
+                    label.span(),
+                    format!("two background steps are labelled `{text}`"),
+                    "second use of this label",
+                )
+                .with_help(format!("the first is at line {line}; wait steps name one")),
+            );
+        }
+        if let Some(vm) = &vm {
+            self.busy_consoles.insert(vm.clone(), text.clone());
+        }
+        self.backgrounds.insert(
+            text.clone(),
+            Background {
+                span: label.span(),
+                vm,
+                waited: false,
+            },
+        );
+        (!misplaced).then_some(text)
+    }
+
+    /// `wait = "label"`: a background step started earlier and not waited yet.
+    fn wait(&mut self, label: &Spanned<String>) -> Option<String> {
+        let wanted = label.get_ref();
+        let problem = match self.backgrounds.get_mut(wanted) {
+            Some(background) if !background.waited => {
+                background.waited = true;
+                if let Some(vm) = &background.vm {
+                    self.busy_consoles.remove(vm);
+                }
+                return Some(wanted.clone());
+            }
+            Some(_) => Problem::new(
+                label.span(),
+                format!("`{wanted}` was waited for already"),
+                "second wait",
+            ),
+            None => {
+                let help = match nearest(wanted, self.backgrounds.keys()) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None => "start it in an earlier step with background = \"…\"".to_owned(),
+                };
+                Problem::new(
+                    label.span(),
+                    format!("no earlier step runs `{wanted}` in the background"),
+                    "nothing to wait for",
+                )
+                .with_help(help)
+            }
+        };
+        self.reject(problem)
+    }
+
+    /// A VM's console is held by a background command until its `wait`:
+    /// typing into it meanwhile would feed that command, not the shell.
+    fn console_free(&mut self, vm: &str, span: Range<usize>) -> Option<()> {
+        let Some(label) = self.busy_consoles.get(vm) else {
+            return Some(());
+        };
+        let help =
+            format!("wait = \"{label}\" first, or observe {vm} with `probe` (its control channel)");
+        self.reject(
+            Problem::new(
+                span,
+                format!("{vm}'s console is busy with the background command `{label}`"),
+                "console in use",
+            )
+            .with_help(help),
+        )
     }
 
     fn step_name(&mut self, step: &RawStep, table: &str, head: &Range<usize>) -> Option<String> {
@@ -272,6 +443,9 @@ impl Validator<'_> {
             ("reboot", step.reboot.as_ref().map(Spanned::span)),
             ("poweroff", step.poweroff.as_ref().map(Spanned::span)),
             ("check", step.check.as_ref().map(Spanned::span)),
+            ("probe", step.probe.as_ref().map(Spanned::span)),
+            ("wait", step.wait.as_ref().map(Spanned::span)),
+            ("not-checked", step.not_checked.as_ref().map(Spanned::span)),
         ]
         .into_iter()
         .filter_map(|(key, span)| Some((key, span?)))
@@ -281,7 +455,7 @@ impl Validator<'_> {
                 return self.reject(
                     Problem::new(head.clone(), "this step has no action", "no action").with_help(
                         "add one of `host`, `run` (with `on`), `interact` (with `on`), `boot`, \
-                         `reboot`, `poweroff` or `check`",
+                         `reboot`, `poweroff`, `check`, `probe`, `wait` or `not-checked`",
                     ),
                 );
             }
@@ -303,7 +477,8 @@ impl Validator<'_> {
             }
         };
         let on = match (key, &step.on) {
-            ("run" | "interact", Some(on)) => Some(self.vm_reference(on)),
+            ("run" | "interact" | "probe", Some(on)) => Some(self.vm_reference(on)),
+            ("probe", None) => Some(None),
             ("run" | "interact", None) => {
                 return self.reject(
                     Problem::new(span, format!("`{key}` needs `on`"), "which VM?").with_help(
@@ -321,7 +496,7 @@ impl Validator<'_> {
                         format!("`on` does not apply to `{key}`"),
                         "not used",
                     )
-                    .with_help("`on` goes with `run` and `interact` only; remove it"),
+                    .with_help("`on` goes with `run`, `interact` and `probe` only; remove it"),
                 );
             }
             (_, None) => None,
@@ -335,28 +510,51 @@ impl Validator<'_> {
             let command = self.text(command, "host")?;
             return Some(Action::Host { command });
         }
-        if let Some(command) = &step.run {
-            let command = self.text(command, "run");
+        if let Some(raw) = &step.run {
+            let command = self.text(raw, "run");
+            let vm = on.flatten()?;
+            self.console_free(&vm, raw.span())?;
             return Some(Action::Guest {
-                vm: on.flatten()?,
+                vm,
                 command: command?,
             });
         }
-        if let Some(script) = &step.interact {
-            let script = self.interaction_script(script);
+        if let Some(raw) = &step.interact {
+            let script = self.interaction_script(raw);
+            let vm = on.flatten()?;
+            self.console_free(&vm, raw.span())?;
             return Some(Action::Interact {
-                vm: on.flatten()?,
+                vm,
                 script: script?,
             });
+        }
+        if let Some(command) = &step.probe {
+            let command = self.text(command, "probe");
+            return Some(Action::Probe {
+                vm: on?,
+                command: command?,
+            });
+        }
+        if let Some(label) = &step.wait {
+            return self.wait(label).map(|label| Action::Wait { label });
+        }
+        if let Some(reason) = &step.not_checked {
+            return self
+                .text(reason, "not-checked")
+                .map(|reason| Action::NotChecked { reason });
         }
         if let Some(vms) = &step.boot {
             return self.boot(vms).map(|vms| Action::Boot { vms });
         }
         if let Some(vm) = &step.reboot {
-            return self.vm_reference(vm).map(|vm| Action::Reboot { vm });
+            let name = self.vm_reference(vm)?;
+            self.console_free(&name, vm.span())?;
+            return Some(Action::Reboot { vm: name });
         }
         if let Some(vm) = &step.poweroff {
-            return self.vm_reference(vm).map(|vm| Action::Poweroff { vm });
+            let name = self.vm_reference(vm)?;
+            self.console_free(&name, vm.span())?;
+            return Some(Action::Poweroff { vm: name });
         }
         let check = step.check.as_ref()?;
         self.check(check).map(Action::Check)
@@ -431,6 +629,10 @@ impl Validator<'_> {
             ),
             (CheckKind::File, check.file.as_ref().map(Spanned::span)),
             (CheckKind::Digest, check.digest.as_ref().map(Spanned::span)),
+            (
+                CheckKind::NoLinks,
+                check.no_links.as_ref().map(Spanned::span),
+            ),
         ]
         .into_iter()
         .filter_map(|(kind, span)| Some((kind, span?)))
@@ -440,7 +642,7 @@ impl Validator<'_> {
                 return self.reject(
                     Problem::new(
                         head,
-                        "a check needs `qemu-img-info`, `file` or `digest`",
+                        "a check needs `qemu-img-info`, `file`, `digest` or `no-links`",
                         "what to check?",
                     )
                     .with_help("for example: check = { file = \"vm2.qcow2\", exists = true }"),
@@ -470,6 +672,7 @@ impl Validator<'_> {
             CheckKind::QemuImgInfo => self.qemu_img_info_check(check, &head),
             CheckKind::File => self.file_check(check),
             CheckKind::Digest => self.digest_check(check, &head),
+            CheckKind::NoLinks => self.no_links_check(check),
         };
         if misplaced {
             return None;
@@ -593,6 +796,28 @@ impl Validator<'_> {
         })
     }
 
+    fn no_links_check(&mut self, check: &RawCheck) -> Option<Check> {
+        let raw = check.no_links.as_ref()?;
+        if self.network != Network::Namespace {
+            return self.reject(
+                Problem::new(
+                    raw.span(),
+                    "`no-links` checks the lab's own namespace, and this lab has none",
+                    "no namespace",
+                )
+                .with_help("add network = \"namespace\" to [lab]"),
+            );
+        }
+        let kinds: Vec<String> = items(raw).into_iter().map(|(_, k)| k.to_owned()).collect();
+        if kinds.is_empty() {
+            return self.reject(
+                Problem::new(raw.span(), "`no-links` names no kind of link", "empty list")
+                    .with_help("for example: no-links = [\"tun\", \"bridge\"]"),
+            );
+        }
+        Some(Check::NoLinks { kinds })
+    }
+
     fn digest_save(&mut self, name: &Spanned<String>) -> Option<DigestMode> {
         let saved = self.text(name, "save")?;
         if let Some(first) = self.saved_digests.get(&saved) {
@@ -685,6 +910,9 @@ impl Validator<'_> {
             Action::Boot { .. } => "boot",
             Action::Reboot { .. } => "reboot",
             Action::Poweroff { .. } => "poweroff",
+            Action::Probe { .. } => "probe",
+            Action::Wait { .. } => "wait",
+            Action::NotChecked { .. } => "not-checked",
             Action::Check(_) | Action::Host { .. } | Action::Guest { .. } => "check",
         };
         let span = raw
@@ -892,6 +1120,7 @@ enum CheckKind {
     QemuImgInfo,
     File,
     Digest,
+    NoLinks,
 }
 
 impl CheckKind {
@@ -900,6 +1129,7 @@ impl CheckKind {
             CheckKind::QemuImgInfo => "qemu-img-info",
             CheckKind::File => "file",
             CheckKind::Digest => "digest",
+            CheckKind::NoLinks => "no-links",
         }
     }
 
@@ -908,6 +1138,7 @@ impl CheckKind {
             CheckKind::QemuImgInfo => &["field", "equals", "absent"],
             CheckKind::File => &["exists"],
             CheckKind::Digest => &["save", "same-as"],
+            CheckKind::NoLinks => &[],
         }
     }
 }
@@ -1097,7 +1328,7 @@ mod tests {
     )]
     #[case::check_of_nothing(
         "[[step]]\nname = \"a\"\ncheck = {}\n",
-        "15:9: a check needs `qemu-img-info`, `file` or `digest`"
+        "15:9: a check needs `qemu-img-info`, `file`, `digest` or `no-links`"
     )]
     #[case::check_of_two_things(
         "[[step]]\nname = \"a\"\ncheck = { file = \"f\", digest = \"f\" }\n",
