@@ -92,6 +92,14 @@ pub struct CommandOutput {
     pub exit: i32,
 }
 
+/// A command typed by [`Console::start_command`], not yet waited for.
+#[derive(Debug)]
+#[must_use = "a started command holds the console until `finish` collects it"]
+pub struct PendingCommand {
+    frame: Frame,
+    command: String,
+}
+
 /// What the reader task has seen so far.
 #[derive(Debug, Default)]
 struct Received {
@@ -229,11 +237,40 @@ impl Console {
         command: &str,
         deadline: Deadline,
     ) -> Result<CommandOutput, ConsoleError> {
-        match self.run_framed(command, deadline).await? {
+        let pending = self.start_command(command, deadline).await?;
+        self.finish(pending, deadline).await
+    }
+
+    /// Types `command` in its frame and returns without waiting: the command
+    /// runs in the foreground of the guest's shell (a listener, say) while
+    /// labcheck does other things. Nothing else may be typed into this
+    /// console until [`Self::finish`] collected it.
+    pub async fn start_command(
+        &mut self,
+        command: &str,
+        deadline: Deadline,
+    ) -> Result<PendingCommand, ConsoleError> {
+        let frame = Frame::new();
+        self.send(frame.command_text(command).as_bytes(), deadline)
+            .await?;
+        Ok(PendingCommand {
+            frame,
+            command: command.to_owned(),
+        })
+    }
+
+    /// Waits for a command started by [`Self::start_command`] to end; on
+    /// the deadline it is interrupted, as in [`Self::run`].
+    pub async fn finish(
+        &mut self,
+        pending: PendingCommand,
+        deadline: Deadline,
+    ) -> Result<CommandOutput, ConsoleError> {
+        match self.reply(&pending, deadline).await? {
             Some(output) => Ok(output),
             None => {
                 // The tail is taken before recovery adds its own frames.
-                let timed_out = self.timed_out(command.to_owned(), &deadline);
+                let timed_out = self.timed_out(pending.command, &deadline);
                 self.recover().await;
                 Err(timed_out)
             }
@@ -245,17 +282,15 @@ impl Console {
         self.received.borrow().view.tail(n)
     }
 
-    /// Types `command` in its frame and waits for the framed reply; `None`
-    /// when the deadline passes first.
-    async fn run_framed(
+    /// Waits for the framed reply of a started command; `None` when the
+    /// deadline passes first.
+    async fn reply(
         &mut self,
-        command: &str,
+        pending: &PendingCommand,
         deadline: Deadline,
     ) -> Result<Option<CommandOutput>, ConsoleError> {
-        let frame = Frame::new();
-        self.send(frame.command_text(command).as_bytes(), deadline)
-            .await?;
-        self.wait_until(deadline.tokio_instant(), command, |text| {
+        let frame = &pending.frame;
+        self.wait_until(deadline.tokio_instant(), &pending.command, |text| {
             frame.find_reply(text).map(|reply| {
                 let output = CommandOutput {
                     output: reply.output.to_owned(),
@@ -279,7 +314,10 @@ impl Console {
             if self.send(CTRL_C, attempt).await.is_err() {
                 return;
             }
-            if !matches!(self.run_framed(":", attempt).await, Ok(None)) {
+            let Ok(pending) = self.start_command(":", attempt).await else {
+                return;
+            };
+            if !matches!(self.reply(&pending, attempt).await, Ok(None)) {
                 return;
             }
         }
