@@ -6,12 +6,14 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::guest::{self, BuildOptions};
+use crate::net::NamespaceKind;
 use crate::report::{Environment, Report, ReportBuilder, TerminalReporter};
 use crate::runner::{run_lab, Event, EventSink, RunContext};
 use crate::scenario::{self, model::Lab};
@@ -58,6 +60,9 @@ pub struct RunArgs {
     /// Keep each lab's work dir (images, sockets, QEMU logs) after the run.
     #[arg(long)]
     pub keep: bool,
+    /// How many labs run at once (each boots its own VMs).
+    #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
 }
 
 /// Entry point of the `labcheck` binary.
@@ -205,20 +210,13 @@ async fn run_labs(labs: Vec<Lab>, args: &RunArgs) -> u8 {
     });
     events.emit(Event::RunStarted {
         environment: environment(&ctx).await,
-        labs: labs.len(),
+        labs: labs.iter().map(|lab| lab.id.clone()).collect(),
     });
-    let all = async {
-        for lab in &labs {
-            run_lab(lab, &ctx, &events).await?;
-        }
-        Ok::<(), crate::runner::RunError>(())
-    };
-    let outcome = tokio::select! {
-        result = all => Some(result),
-        _ = interrupt.recv() => None,
-    };
+    let work_root = ctx.work_root.clone();
+    let jobs = usize::from(args.jobs);
+    let outcome = run_concurrently(labs, ctx, &events, jobs, &mut interrupt).await;
     drop(events);
-    let _ = std::fs::remove_dir(&ctx.work_root);
+    let _ = std::fs::remove_dir(&work_root);
     let report = match consumer.await {
         Ok(report) => report,
         Err(e) => {
@@ -247,6 +245,47 @@ async fn run_labs(labs: Vec<Lab>, args: &RunArgs) -> u8 {
     }
 }
 
+/// Runs `labs`, at most `jobs` at a time. The first lab that cannot start
+/// ends the run; so does a stop signal (then `None`). Either way the labs
+/// still running are cancelled, and have stopped their VMs and removed
+/// their work dirs, before this returns.
+async fn run_concurrently(
+    labs: Vec<Lab>,
+    ctx: RunContext,
+    events: &EventSink,
+    jobs: usize,
+    interrupt: &mut StopSignals,
+) -> Option<Result<(), crate::runner::RunError>> {
+    let ctx = Arc::new(ctx);
+    let slots = Arc::new(tokio::sync::Semaphore::new(jobs));
+    let mut running = tokio::task::JoinSet::new();
+    for lab in labs {
+        let (ctx, slots, events) = (ctx.clone(), slots.clone(), events.clone());
+        running.spawn(async move {
+            // The semaphore is never closed, so a permit always comes.
+            let _slot = slots.acquire_owned().await;
+            run_lab(&lab, &ctx, &events).await
+        });
+    }
+    let outcome = loop {
+        let joined = tokio::select! {
+            joined = running.join_next() => joined,
+            _ = interrupt.recv() => break None,
+        };
+        match joined {
+            None => break Some(Ok(())),
+            Some(Ok(Ok(()))) => {}
+            Some(Ok(Err(error))) => break Some(Err(error)),
+            Some(Err(failed)) if failed.is_panic() => {
+                std::panic::resume_unwind(failed.into_panic())
+            }
+            Some(Err(_cancelled)) => {}
+        }
+    };
+    running.shutdown().await;
+    outcome
+}
+
 async fn prepare(args: &RunArgs) -> Result<RunContext, String> {
     let guest = tokio::task::spawn_blocking(build_guest)
         .await
@@ -262,6 +301,7 @@ async fn prepare(args: &RunArgs) -> Result<RunContext, String> {
         out_dir,
         work_root: work_root(),
         keep: args.keep,
+        namespaces: NamespaceKind::for_this_process(),
     })
 }
 
@@ -322,6 +362,7 @@ async fn environment(ctx: &RunContext) -> Environment {
         accelerator: ctx.probe.accel.to_string(),
         accelerator_detail: ctx.probe.detail.clone(),
         guest_digest: ctx.guest.digest.clone(),
+        namespaces: ctx.namespaces.describe().to_string(),
     }
 }
 

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{assert_nothing_left, processes_mentioning};
+use rstest::rstest;
+use support::{assert_no_host_link, assert_nothing_left, processes_mentioning};
 
 fn labcheck() -> Command {
     Command::new(env!("CARGO_BIN_EXE_labcheck"))
@@ -103,11 +104,57 @@ run = "sleep 1000"
 timeout = "10m"
 "#;
 
-#[test]
-fn ctrl_c_stops_the_vms_and_removes_the_work_dirs() {
+/// LONG_LAB in its own network namespace, with what a network lab leaves
+/// running: a tap and a bridge, QEMU on the tap, a host command in the
+/// background (its command line names the work dir, so a leak would show).
+const NET_LONG_LAB: &str = r#"
+[lab]
+id = "net-long"
+title = "A network lab that runs until interrupted"
+handout = "none"
+network = "namespace"
+
+[images]
+"alpine.iso" = "guest:iso"
+
+[vm.vm1]
+qemu = "qemu-system-x86_64 -m 256 -cdrom alpine.iso -netdev tap,id=n0,ifname=tap0,script=no,downscript=no -device e1000,netdev=n0 -nographic"
+
+[[step]]
+name = "A tap on a bridge"
+host = "sudo ip tuntap add tap0 mode tap && sudo ip link add br0 type bridge && sudo ip link set tap0 master br0"
+
+[[step]]
+name = "Something in the background"
+host = 'cp "$(command -v sleep)" lingering && exec "$PWD/lingering" 1000'
+background = "lingering"
+
+[[step]]
+name = "Boot"
+boot = "vm1"
+
+[[step]]
+name = "Sleep for a long time"
+on = "vm1"
+run = "sleep 1000"
+timeout = "10m"
+"#;
+
+/// Nothing of a lab outlives it: no process, no file, and no tap or bridge
+/// on the host (the network lab's live in its namespace, gone with it).
+fn assert_nothing_of_the_lab_left(work_root: &Path) {
+    assert_nothing_left(work_root);
+    assert_no_host_link("tap0");
+    assert_no_host_link("br0");
+}
+
+#[rstest]
+#[case::host_network(LONG_LAB)]
+#[case::own_namespace(NET_LONG_LAB)]
+fn ctrl_c_stops_the_vms_and_removes_the_work_dirs(#[case] lab: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let work_root = dir.path().join("work");
-    let file = lab_file(dir.path(), LONG_LAB);
+    let file = lab_file(dir.path(), lab);
     let mut child = labcheck()
         .arg("run")
         .arg(&file)
@@ -147,14 +194,16 @@ fn ctrl_c_stops_the_vms_and_removes_the_work_dirs() {
     };
 
     assert_eq!(status.code(), Some(130));
-    assert_nothing_left(&work_root);
+    assert_nothing_of_the_lab_left(&work_root);
 }
 
-#[test]
-fn a_guest_command_past_its_deadline_fails_and_cleans_up() {
+#[rstest]
+#[case::host_network(LONG_LAB)]
+#[case::own_namespace(NET_LONG_LAB)]
+fn a_guest_command_past_its_deadline_fails_and_cleans_up(#[case] lab: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let work_root = dir.path().join("work");
-    let lab = LONG_LAB.replace("timeout = \"10m\"", "timeout = \"1s\"");
+    let lab = lab.replace("timeout = \"10m\"", "timeout = \"1s\"");
     let file = lab_file(dir.path(), &lab);
     let run = labcheck()
         .arg("run")
@@ -169,7 +218,7 @@ fn a_guest_command_past_its_deadline_fails_and_cleans_up() {
     assert_eq!(run.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("sleep 1000"), "{stdout}");
     assert!(stdout.contains("timed out after"), "{stdout}");
-    assert_nothing_left(&work_root);
+    assert_nothing_of_the_lab_left(&work_root);
 }
 
 #[test]

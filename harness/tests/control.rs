@@ -63,6 +63,7 @@ async fn boot_iso(dir: &Path, display: Display, with_control: bool) -> LiveVm {
         control_transcript: dir.join("vm1.control.log"),
         enclosure: Enclosure::host(),
         deadline: Deadline::after(BOOT_DEADLINE),
+        launched: None,
     };
     match boot(request).await {
         Booted::Ready { vm, .. } => *vm,

@@ -10,6 +10,8 @@ pub struct ReportBuilder {
     environment: Option<Environment>,
     /// Labs in the order they started.
     order: Vec<String>,
+    /// Labs in the order the run was given them.
+    given: Vec<String>,
     labs: BTreeMap<String, LabReport>,
 }
 
@@ -20,14 +22,19 @@ impl ReportBuilder {
 
     pub fn apply(&mut self, event: &Event) {
         match event {
-            Event::RunStarted { environment, .. } => self.environment = Some(environment.clone()),
+            Event::RunStarted { environment, labs } => {
+                self.environment = Some(environment.clone());
+                self.given = labs.clone();
+            }
             Event::LabStarted {
                 lab,
                 title,
                 handout,
                 source,
                 work_dir,
+                network,
                 stand_ins,
+                substitutions,
             } => {
                 self.order.push(lab.clone());
                 self.labs.insert(
@@ -38,10 +45,11 @@ impl ReportBuilder {
                         handout: handout.clone(),
                         source: source.clone(),
                         work_dir: work_dir.clone(),
+                        network: network.clone(),
                         outcome: super::LabOutcome::Passed,
                         duration_ms: 0,
                         stand_ins: stand_ins.clone(),
-                        substitutions: Vec::new(),
+                        substitutions: substitutions.clone(),
                         steps: Vec::new(),
                         transcripts: Vec::new(),
                     },
@@ -74,13 +82,13 @@ impl ReportBuilder {
         }
     }
 
-    /// The report of everything seen so far; labs in the order they started.
+    /// The report of everything seen so far; labs in the order the run was
+    /// given them (labs running concurrently start in any order).
     pub fn finish(mut self) -> Report {
-        let labs = self
-            .order
-            .iter()
-            .filter_map(|id| self.labs.remove(id))
-            .collect();
+        let position = |id: &String| self.given.iter().position(|g| g == id);
+        let mut order = std::mem::take(&mut self.order);
+        order.sort_by_key(|id| position(id).unwrap_or(usize::MAX));
+        let labs = order.iter().filter_map(|id| self.labs.remove(id)).collect();
         Report {
             schema: SCHEMA_VERSION,
             environment: self.environment.unwrap_or_else(Environment::unknown),
@@ -99,6 +107,7 @@ impl Environment {
             accelerator: unknown(),
             accelerator_detail: unknown(),
             guest_digest: unknown(),
+            namespaces: unknown(),
         }
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! It keeps what the lab showed (steps, commands, outcomes, evidence, the
 //! declared substitutions) and redacts what varies between runs and machines:
-//! durations, the work dir, process ids, transcript paths and the accelerator
-//! (its substitution and any `-accel` in the text),
+//! durations, the work dir, process ids, transcript paths, the accelerator
+//! (its substitution and any `-accel` in the text), ping round-trip times and
+//! IPv6 address states that only say how far DAD has got,
 //! so a KVM runner and a TCG laptop produce the same text.
 
 use std::sync::LazyLock;
@@ -18,6 +19,9 @@ pub struct CanonicalLab {
     pub id: String,
     pub title: String,
     pub handout: String,
+    /// Left out for labs on the host network, as before the field existed.
+    #[serde(skip_serializing_if = "is_host")]
+    pub network: String,
     pub outcome: LabOutcome,
     pub stand_ins: Vec<StandInReport>,
     pub substitutions: Vec<String>,
@@ -61,6 +65,15 @@ static SHA256: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\bsha256 [0-9a-f]{64}\b").expect("valid regex"));
 static ACCEL: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"-accel (kvm|tcg)\b").expect("valid regex"));
+/// Round-trip times: `time=0.512 ms` (busybox and iputils ping), `time 1001ms`
+/// and the `min/avg/max` summaries.
+static PING_TIME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"time[= ]\d+(\.\d+)? ?ms|(min/avg/max(/mdev)? = )[\d./]+ ms").expect("valid regex")
+});
+/// IPv6 duplicate address detection ends at its own pace: whether `ip a`
+/// still shows a link-local address as `tentative` is timing, not behaviour.
+static DAD_STATE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r" (tentative|dadfailed)\b").expect("valid regex"));
 
 impl Redactor<'_> {
     fn text(&self, text: &str) -> String {
@@ -71,12 +84,18 @@ impl Redactor<'_> {
         };
         let text = PID.replace_all(&text, "$1 [pid]");
         let text = SHA256.replace_all(&text, "sha256 [digest]");
+        let text = PING_TIME.replace_all(&text, "${2}[time]");
+        let text = DAD_STATE.replace_all(&text, "");
         ACCEL.replace_all(&text, "-accel [accel]").into_owned()
     }
 
     fn lines(&self, lines: &[String]) -> Vec<String> {
         lines.iter().map(|line| self.text(line)).collect()
     }
+}
+
+fn is_host(network: &str) -> bool {
+    network == "host"
 }
 
 impl CanonicalLab {
@@ -88,6 +107,7 @@ impl CanonicalLab {
             id: lab.id.clone(),
             title: lab.title.clone(),
             handout: lab.handout.clone(),
+            network: lab.network.clone(),
             outcome: lab.outcome,
             stand_ins: lab.stand_ins.clone(),
             // The accelerator substitution exists only where KVM is unusable;
@@ -133,6 +153,40 @@ impl CanonicalLab {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[rstest::rstest]
+    #[case::busybox_reply(
+        "64 bytes from 10.0.0.2: seq=0 ttl=64 time=1.234 ms",
+        "64 bytes from 10.0.0.2: seq=0 ttl=64 [time]"
+    )]
+    #[case::busybox_summary(
+        "round-trip min/avg/max = 0.5/1.0/2.25 ms",
+        "round-trip min/avg/max = [time]"
+    )]
+    #[case::iputils_reply(
+        "64 bytes from 192.168.100.1: icmp_seq=1 ttl=64 time=3.05 ms",
+        "64 bytes from 192.168.100.1: icmp_seq=1 ttl=64 [time]"
+    )]
+    #[case::iputils_total(
+        "1 packets transmitted, 1 received, 0% packet loss, time 0ms",
+        "1 packets transmitted, 1 received, 0% packet loss, [time]"
+    )]
+    #[case::iputils_summary(
+        "rtt min/avg/max/mdev = 3.050/3.050/3.050/0.000 ms",
+        "rtt min/avg/max/mdev = [time]"
+    )]
+    #[case::dad(
+        "inet6 fe80::5054:ff:fe12:3456/64 scope link tentative",
+        "inet6 fe80::5054:ff:fe12:3456/64 scope link"
+    )]
+    #[case::untouched(
+        "2 packets received, 0% packet loss",
+        "2 packets received, 0% packet loss"
+    )]
+    fn redacts_timing(#[case] text: &str, #[case] redacted: &str) {
+        let redact = Redactor { work_dir: "" };
+        assert_eq!(redact.text(text), redacted);
+    }
 
     #[test]
     fn redacts_work_dir_pids_and_accelerator() {

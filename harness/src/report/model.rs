@@ -26,6 +26,10 @@ pub struct Environment {
     pub accelerator_detail: String,
     /// Names the built-in guest's build (lock file + recipe).
     pub guest_digest: String,
+    /// What a lab's private network namespace is made of here: a network
+    /// namespace (labcheck ran as root) or a user plus network namespace.
+    #[serde(default)]
+    pub namespaces: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +42,9 @@ pub struct LabReport {
     pub work_dir: String,
     pub outcome: LabOutcome,
     pub duration_ms: u64,
+    /// `host` or `namespace`: where the lab's host commands and VMs ran.
+    #[serde(default = "host_network")]
+    pub network: String,
     /// Files the handout names that the built-in guest stands in for.
     pub stand_ins: Vec<StandInReport>,
     /// Everything labcheck changed in the handout's QEMU command lines, per VM.
@@ -90,12 +97,16 @@ pub enum Outcome {
     Skipped,
     /// labcheck could not carry the step out (not a verdict on the lab).
     Error,
+    /// A claim of the handout that cannot be shown on this machine; the
+    /// note says why. Never counted as passed, never fails the lab.
+    NotChecked,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepReport {
     pub name: String,
-    /// `host`, `guest`, `interact`, `boot`, `reboot`, `poweroff` or `check`.
+    /// `host`, `guest`, `interact`, `boot`, `reboot`, `poweroff`, `check`,
+    /// `wait`, `probe` or `claim` (not checked).
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm: Option<String>,
@@ -137,6 +148,10 @@ pub struct ErratumReport {
     pub fix_exit: Option<i32>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub fix_output: String,
+}
+
+fn host_network() -> String {
+    "host".to_string()
 }
 
 impl Report {

@@ -23,12 +23,13 @@ impl<W: Write> TerminalReporter<W> {
         match event {
             Event::RunStarted { environment, labs } => writeln!(
                 out,
-                "labcheck {} · {} · accelerator {} ({}) · guest {} · {labs} lab(s)",
+                "labcheck {} · {} · accelerator {} ({}) · guest {} · {} lab(s)",
                 environment.labcheck,
                 environment.qemu,
                 environment.accelerator,
                 environment.accelerator_detail,
                 short(&environment.guest_digest),
+                labs.len(),
             ),
             Event::LabStarted { lab, title, .. } => writeln!(out, "\n── {lab}: {title}"),
             Event::VmPrepared { .. } | Event::StepStarted { .. } => Ok(()),
@@ -52,7 +53,7 @@ impl<W: Write> TerminalReporter<W> {
             let count = |o: Outcome| lab.steps.iter().filter(|s| s.outcome == o).count();
             writeln!(
                 self.out,
-                "  {} {:<28} {} passed, {} errata, {} failed, {} skipped, {} errors in {}",
+                "  {} {:<28} {} passed, {} errata, {} failed, {} skipped, {} errors, {} not checked in {}",
                 lab_mark(lab.outcome),
                 lab.id,
                 count(Outcome::Passed),
@@ -60,6 +61,7 @@ impl<W: Write> TerminalReporter<W> {
                 count(Outcome::Failed),
                 count(Outcome::Skipped),
                 count(Outcome::Error),
+                count(Outcome::NotChecked),
                 format_duration(std::time::Duration::from_millis(lab.duration_ms)),
             )?;
         }
@@ -102,6 +104,14 @@ fn write_step(out: &mut impl Write, lab: &str, step: &StepReport) -> io::Result<
         for mismatch in &step.mismatches {
             writeln!(out, "       observed: {mismatch}")?;
         }
+        let lines: Vec<&str> = step.output.lines().collect();
+        if !lines.is_empty() {
+            let from = lines.len().saturating_sub(OUTPUT_LINES);
+            writeln!(out, "       output (last {} lines):", lines.len() - from)?;
+            for line in &lines[from..] {
+                writeln!(out, "       > {line}")?;
+            }
+        }
         if !step.console_tail.is_empty() {
             writeln!(
                 out,
@@ -116,6 +126,9 @@ fn write_step(out: &mut impl Write, lab: &str, step: &StepReport) -> io::Result<
     Ok(())
 }
 
+/// Output lines a failed step shows; report.json has all of it.
+const OUTPUT_LINES: usize = 10;
+
 fn step_mark(outcome: Outcome) -> &'static str {
     match outcome {
         Outcome::Passed => "✓",
@@ -123,6 +136,7 @@ fn step_mark(outcome: Outcome) -> &'static str {
         Outcome::Failed => "✗",
         Outcome::Skipped => "-",
         Outcome::Error => "E",
+        Outcome::NotChecked => "?",
     }
 }
 

@@ -9,7 +9,9 @@ use crate::report::{Environment, StandInReport, StepReport, SubstitutionReport, 
 pub enum Event {
     RunStarted {
         environment: Environment,
-        labs: usize,
+        /// The ids of the labs to run, in the order given: the report's order,
+        /// whichever finishes first.
+        labs: Vec<String>,
     },
     LabStarted {
         lab: String,
@@ -17,7 +19,11 @@ pub enum Event {
         handout: String,
         source: String,
         work_dir: String,
+        /// `host` or `namespace`.
+        network: String,
         stand_ins: Vec<StandInReport>,
+        /// Changes that apply to the whole lab (`sudo` in its namespace).
+        substitutions: Vec<SubstitutionReport>,
     },
     /// A VM's QEMU command line was rewritten: these are the declared changes.
     VmPrepared {

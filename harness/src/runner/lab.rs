@@ -4,16 +4,20 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use tokio::task::JoinHandle;
+
 use super::events::{Event, EventSink};
 use super::verdict::{describe, mismatches, Observation};
 use super::vms::{boot, BootRequest, Booted, LiveVm, StepFailure};
 use super::{RunContext, RunError};
+use crate::console::PendingCommand;
+use crate::net::LabNamespace;
 use crate::report::{
     bounded_output, ErratumReport, Outcome, StandInReport, StepReport, SubstitutionReport,
     TranscriptReport,
 };
 use crate::scenario::model::{
-    Action, Check, DigestMode, Erratum, FieldExpect, GuestForm, Interaction, Lab, Step,
+    Action, Check, DigestMode, Erratum, FieldExpect, GuestForm, Interaction, Lab, Network, Step,
 };
 use crate::time::{Deadline, TimeScale};
 use crate::vm::{process, rewrite, CommandLine, Enclosure, ShellExit, ShellOutput};
@@ -23,6 +27,12 @@ const HOST_TIMEOUT: Duration = Duration::from_secs(30);
 const GUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const BOOT_TIMEOUT: Duration = Duration::from_secs(12);
 const POWEROFF_TIMEOUT: Duration = Duration::from_secs(6);
+const NAMESPACE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a host command started in the background may run at most; its
+/// `wait` step usually ends it much sooner.
+const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(120);
+/// Pause between two attempts of a probe.
+const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 /// Console lines a failure carries.
 const TAIL_LINES: usize = 20;
 
@@ -31,12 +41,15 @@ const TAIL_LINES: usize = 20;
 pub async fn run_lab(lab: &Lab, ctx: &RunContext, events: &EventSink) -> Result<(), RunError> {
     let started = Instant::now();
     let mut run = LabRun::prepare(lab, ctx, events)?;
+    run.enter_namespace().await?;
     events.emit(Event::LabStarted {
         lab: lab.id.clone(),
         title: lab.title.clone(),
         handout: lab.handout.clone(),
         source: lab.source.display().to_string(),
         work_dir: run.work_dir.display().to_string(),
+        network: network_name(lab.network).to_string(),
+        substitutions: lab_substitutions(lab),
         stand_ins: lab
             .images
             .iter()
@@ -66,7 +79,7 @@ pub async fn run_lab(lab: &Lab, ctx: &RunContext, events: &EventSink) -> Result<
         run.finish_step(index, report);
         index += 1;
     }
-    run.shutdown();
+    run.shutdown().await;
     events.emit(Event::LabFinished {
         lab: lab.id.clone(),
         duration: started.elapsed(),
@@ -90,8 +103,25 @@ struct LabRun<'a> {
     digests: HashMap<String, String>,
     /// Where host commands and QEMU run: the host, or the lab's namespace.
     enclosure: Enclosure,
+    /// Host commands started in the background, by label. Aborting a task
+    /// kills its command's process group.
+    host_backgrounds: HashMap<String, JoinHandle<std::io::Result<ShellOutput>>>,
+    /// Guest commands started in the background: label → (VM, command).
+    guest_backgrounds: HashMap<String, (String, PendingCommand)>,
+    /// The lab's network namespace; dropped after the VMs and commands in it.
+    namespace: Option<LabNamespace>,
     /// Removes the work dir on drop unless the user asked to keep it.
     _work_guard: Option<tempfile::TempDir>,
+}
+
+impl Drop for LabRun<'_> {
+    /// A lab dropped half-way (Ctrl-C, a panic) still stops the host
+    /// commands it left in the background: a detached task would not.
+    fn drop(&mut self) {
+        for task in self.host_backgrounds.values() {
+            task.abort();
+        }
+    }
 }
 
 impl<'a> LabRun<'a> {
@@ -107,6 +137,13 @@ impl<'a> LabRun<'a> {
             .map_err(work_error(&ctx.work_root))?;
         let work_dir = guard.path().to_path_buf();
         let transcript_dir = ctx.out_dir.join(&lab.id);
+        // Transcripts of an earlier run would be appended to: start afresh.
+        match std::fs::remove_dir_all(&transcript_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(work_error(&transcript_dir)(e))
+            }
+            _ => {}
+        }
         std::fs::create_dir_all(&transcript_dir).map_err(work_error(&transcript_dir))?;
         Ok(LabRun {
             vms: HashMap::new(),
@@ -120,6 +157,9 @@ impl<'a> LabRun<'a> {
             boots: HashMap::new(),
             digests: HashMap::new(),
             enclosure: Enclosure::host(),
+            host_backgrounds: HashMap::new(),
+            guest_backgrounds: HashMap::new(),
+            namespace: None,
             _work_guard: if ctx.keep {
                 let _ = guard.keep();
                 None
@@ -154,10 +194,41 @@ impl<'a> LabRun<'a> {
         });
     }
 
-    /// Kills what is still running. Called at the end of every lab; a drop
-    /// (Ctrl-C, panic) does the same through `ChildProcess`'s Drop.
-    fn shutdown(&mut self) {
+    /// Makes the lab's private network namespace, when it asks for one:
+    /// from here on its host commands and VMs run inside.
+    async fn enter_namespace(&mut self) -> Result<(), RunError> {
+        if self.lab.network != Network::Namespace {
+            return Ok(());
+        }
+        let tool_dir = self.work_dir.join(".labcheck").join("bin");
+        std::fs::create_dir_all(&tool_dir).map_err(|source| RunError::WorkDir {
+            path: tool_dir.clone(),
+            source,
+        })?;
+        let label = format!("labcheck-netns:{}", self.work_dir.display());
+        let deadline = Deadline::after(NAMESPACE_TIMEOUT);
+        let namespace = LabNamespace::create(self.ctx.namespaces, &tool_dir, &label, deadline)
+            .await
+            .map_err(RunError::Namespace)?;
+        self.enclosure = namespace.enclosure().clone();
+        self.namespace = Some(namespace);
+        Ok(())
+    }
+
+    /// Kills what is still running, VMs and background commands before the
+    /// namespace they run in. Called at the end of every lab; a drop
+    /// (Ctrl-C, panic) does the same through `ChildProcess`'s Drop and ours.
+    async fn shutdown(&mut self) {
+        self.guest_backgrounds.clear();
         self.vms.clear();
+        for (_, task) in self.host_backgrounds.drain() {
+            task.abort();
+            // Returns once the task is gone, and with it its process group.
+            let _ = task.await;
+        }
+        // The enclosure holds the namespace's files open: let go of it too.
+        self.enclosure = Enclosure::host();
+        self.namespace = None;
     }
 
     fn deadline(&self, step: &Step, default: Duration) -> Deadline {
@@ -175,6 +246,20 @@ impl<'a> LabRun<'a> {
         report.expected = describe(&step.expect);
         if let Action::Boot { vms } = &step.action {
             report.command = Some(self.command_lines(vms));
+        }
+        if let Action::NotChecked { reason } = &step.action {
+            report.outcome = Outcome::NotChecked;
+            report.note = Some(reason.clone());
+            return report;
+        }
+        if let Some(label) = &step.background {
+            match self.start_background(step, label).await {
+                Ok(()) => report.note = Some(format!("started in the background as `{label}`")),
+                Err(failure) => record_failure(&mut report, failure),
+            }
+            report.expected = Vec::new();
+            report.duration_ms = started.elapsed().as_millis() as u64;
+            return report;
         }
         let first = self.perform(step, &step.action).await;
         match first {
@@ -301,6 +386,125 @@ impl<'a> LabRun<'a> {
                 ))
             }
             Action::Check(check) => self.check(step, check).await,
+            Action::Wait { label } => self.wait(step, label).await,
+            Action::Probe { vm, command } => self.probe(step, vm.as_deref(), command).await,
+            Action::NotChecked { reason } => Err(StepFailure::error(format!(
+                "a claim not checked has nothing to perform ({reason})"
+            ))),
+        }
+    }
+
+    /// Starts a `host` or `run` step's command and returns without waiting.
+    async fn start_background(&mut self, step: &Step, label: &str) -> Result<(), StepFailure> {
+        match &step.action {
+            Action::Host { command } => {
+                let deadline = self.deadline(step, BACKGROUND_TIMEOUT);
+                let (command, cwd, enclosure) = (
+                    command.clone(),
+                    self.work_dir.clone(),
+                    self.enclosure.clone(),
+                );
+                let task = tokio::spawn(async move {
+                    process::run_shell(&command, &cwd, &enclosure, deadline).await
+                });
+                self.host_backgrounds.insert(label.to_string(), task);
+                Ok(())
+            }
+            Action::Guest { vm, command } => {
+                let deadline = self.deadline(step, GUEST_TIMEOUT);
+                let live = self.live(vm)?;
+                let pending = live
+                    .console
+                    .start_command(command, deadline)
+                    .await
+                    .map_err(StepFailure::from_console)?;
+                self.guest_backgrounds
+                    .insert(label.to_string(), (vm.clone(), pending));
+                Ok(())
+            }
+            // Validation allows `background` on `host` and `run` steps only.
+            other => Err(StepFailure::error(format!(
+                "cannot run {other:?} in the background"
+            ))),
+        }
+    }
+
+    /// Waits for the background command `label` to end; its output and exit
+    /// status are this step's observation.
+    async fn wait(&mut self, step: &Step, label: &str) -> Result<Performed, StepFailure> {
+        let deadline = self.deadline(step, GUEST_TIMEOUT);
+        if let Some(mut task) = self.host_backgrounds.remove(label) {
+            let command = background_command(self.lab, label);
+            return match tokio::time::timeout_at(deadline.tokio_instant(), &mut task).await {
+                Ok(Ok(Ok(out))) => shell_observation(&command, &out),
+                Ok(Ok(Err(e))) => Err(StepFailure::error(format!("cannot run `sh -c`: {e}"))),
+                Ok(Err(e)) => Err(StepFailure::error(format!("background task failed: {e}"))),
+                Err(_) => {
+                    task.abort();
+                    Err(StepFailure {
+                        outcome: Outcome::Failed,
+                        message: format!(
+                            "`{command}` did not end within {} and was killed",
+                            crate::time::format_duration(deadline.elapsed())
+                        ),
+                        tail: Vec::new(),
+                    })
+                }
+            };
+        }
+        let Some((vm, pending)) = self.guest_backgrounds.remove(label) else {
+            return Err(StepFailure {
+                outcome: Outcome::Failed,
+                message: format!("`{label}` is not running (its step did not start it)"),
+                tail: Vec::new(),
+            });
+        };
+        let live = self.live(&vm)?;
+        let out = live
+            .console
+            .finish(pending, deadline)
+            .await
+            .map_err(StepFailure::from_console)?;
+        Ok(Performed::seen(Some(out.exit), out.output))
+    }
+
+    /// Runs `command` until the step's expectation holds, or fails with the
+    /// last attempt's observation at the deadline.
+    async fn probe(
+        &mut self,
+        step: &Step,
+        vm: Option<&str>,
+        command: &str,
+    ) -> Result<Performed, StepFailure> {
+        let deadline = self.deadline(step, GUEST_TIMEOUT);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let seen = match vm {
+                Some(vm) => {
+                    let out = self.live(vm)?.probe(command, deadline).await?;
+                    Performed::seen(Some(out.exit), out.output)
+                }
+                None => {
+                    let out =
+                        process::run_shell(command, &self.work_dir, &self.enclosure, deadline)
+                            .await
+                            .map_err(|e| StepFailure::error(format!("cannot run `sh -c`: {e}")))?;
+                    shell_observation(command, &out)?
+                }
+            };
+            let unmet = mismatches(&step.expect, &seen.observation);
+            if unmet.is_empty() || Instant::now() + PROBE_INTERVAL >= deadline.instant() {
+                let mut seen = seen;
+                if !unmet.is_empty() {
+                    seen.own_mismatches.push(format!(
+                        "still not so after {attempts} attempts in {}",
+                        crate::time::format_duration(deadline.elapsed())
+                    ));
+                }
+                return Ok(seen);
+            }
+            tokio::time::sleep(PROBE_INTERVAL).await;
         }
     }
 
@@ -323,8 +527,10 @@ impl<'a> LabRun<'a> {
         })
     }
 
-    /// Boots `names` concurrently. With an exit expectation on the step, QEMU
-    /// ending is the awaited result; otherwise every VM must reach a shell.
+    /// Boots `names` concurrently, QEMU started in the listed order (each once
+    /// the one before is up, as a student starts Terminal 1 before Terminal
+    /// 2). With an exit expectation on the step, QEMU ending is the awaited
+    /// result; otherwise every VM must reach a shell.
     async fn boot(&mut self, step: &Step, names: &[String]) -> Result<Performed, StepFailure> {
         let deadline = self.deadline(step, BOOT_TIMEOUT);
         let mut boots = tokio::task::JoinSet::new();
@@ -334,7 +540,14 @@ impl<'a> LabRun<'a> {
                 lab: self.lab.id.clone(),
                 vm: name.clone(),
             });
+            let (launched, up) = tokio::sync::oneshot::channel();
+            let request = BootRequest {
+                launched: Some(launched),
+                ..request
+            };
             boots.spawn(async move { (request.vm.clone(), boot(request).await) });
+            // Resolves when QEMU is up, or (sender dropped) when it never will be.
+            let _ = up.await;
         }
         let mut exits = Vec::new();
         let mut output = String::new();
@@ -453,6 +666,7 @@ impl<'a> LabRun<'a> {
             control_transcript: self.transcript_dir.join(format!("{name}.control.log")),
             enclosure: self.enclosure.clone(),
             deadline,
+            launched: None,
         })
     }
 
@@ -517,6 +731,36 @@ impl<'a> LabRun<'a> {
                     observation: Observation {
                         exit: None,
                         output: shown,
+                    },
+                    own_mismatches: own,
+                })
+            }
+            Check::NoLinks { kinds } => {
+                let namespace = self.namespace.as_ref().ok_or_else(|| {
+                    StepFailure::error("`no-links` needs the lab's namespace, and it has none")
+                })?;
+                let wanted: Vec<&str> = kinds.iter().map(String::as_str).collect();
+                let links = namespace
+                    .links(&wanted, deadline)
+                    .await
+                    .map_err(|e| StepFailure::error(e.to_string()))?;
+                let shown = links
+                    .iter()
+                    .map(|link| format!("{} ({})", link.name, link.kind))
+                    .collect::<Vec<_>>();
+                let own = if links.is_empty() {
+                    vec![]
+                } else {
+                    vec![format!("left in the namespace: {}", shown.join(", "))]
+                };
+                Ok(Performed {
+                    observation: Observation {
+                        exit: None,
+                        output: if shown.is_empty() {
+                            format!("no {} device", kinds.join(" or "))
+                        } else {
+                            shown.join("\n")
+                        },
                     },
                     own_mismatches: own,
                 })
@@ -649,7 +893,22 @@ fn describe_action(action: &Action) -> (&'static str, Option<String>, Option<Str
         Action::Reboot { vm } => ("reboot", Some(vm.clone()), Some("reboot".to_string())),
         Action::Poweroff { vm } => ("poweroff", Some(vm.clone()), Some("poweroff".to_string())),
         Action::Check(check) => ("check", None, Some(describe_check(check))),
+        Action::Wait { label } => ("wait", None, Some(format!("wait for `{label}`"))),
+        Action::Probe { vm, command } => ("probe", vm.clone(), Some(command.clone())),
+        Action::NotChecked { .. } => ("claim", None, None),
     }
+}
+
+/// The command of the background step labelled `label`, for messages.
+fn background_command(lab: &Lab, label: &str) -> String {
+    lab.steps
+        .iter()
+        .filter(|step| step.background.as_deref() == Some(label))
+        .find_map(|step| match &step.action {
+            Action::Host { command } | Action::Guest { command, .. } => Some(command.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| label.to_string())
 }
 
 fn describe_check(check: &Check) -> String {
@@ -668,6 +927,7 @@ fn describe_check(check: &Check) -> String {
                 if *exists { "exists" } else { "does not exist" }
             )
         }
+        Check::NoLinks { kinds } => format!("no {} device in the namespace", kinds.join(" or ")),
         Check::Digest { path, mode } => match mode {
             DigestMode::Save(key) => format!("sha256 of {path}, saved as `{key}`"),
             DigestMode::SameAs(key) => format!("sha256 of {path} equals `{key}`"),
@@ -698,6 +958,29 @@ fn kind_name(kind: rewrite::SubstitutionKind) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_else(|| format!("{kind:?}"))
+}
+
+fn network_name(network: Network) -> &'static str {
+    match network {
+        Network::Host => "host",
+        Network::Namespace => "namespace",
+    }
+}
+
+/// What a lab's own namespace changes for its host commands.
+fn lab_substitutions(lab: &Lab) -> Vec<SubstitutionReport> {
+    match lab.network {
+        Network::Host => Vec::new(),
+        Network::Namespace => vec![SubstitutionReport {
+            vm: "host".to_string(),
+            kind: "sudo".to_string(),
+            original: "sudo".to_string(),
+            replacement: "the lab's namespace root".to_string(),
+            reason: "host commands run in a private network namespace made for the lab, \
+                     where they already act as its root; nothing they do reaches the host"
+                .to_string(),
+        }],
+    }
 }
 
 fn form_name(form: GuestForm) -> &'static str {

@@ -17,6 +17,7 @@ pub use verdict::{describe, mismatches, Observation};
 pub use vms::{boot, BootRequest, Booted, LiveVm, StepFailure};
 
 use crate::guest::Artifacts;
+use crate::net::{NamespaceKind, NetError};
 use crate::time::TimeScale;
 use crate::vm::{Accel, Probe};
 
@@ -32,6 +33,8 @@ pub struct RunContext {
     pub work_root: PathBuf,
     /// Keep work dirs after the run (the user asked to).
     pub keep: bool,
+    /// What a lab's private network namespace is made of.
+    pub namespaces: NamespaceKind,
 }
 
 impl RunContext {
@@ -52,6 +55,8 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot make the lab's network namespace: {0}")]
+    Namespace(#[source] NetError),
     #[error("cannot place the stand-in {name} in the work dir: {source}")]
     StandIn {
         name: String,

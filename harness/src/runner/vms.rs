@@ -50,6 +50,10 @@ pub struct BootRequest {
     /// The host, or the lab's network namespace.
     pub enclosure: Enclosure,
     pub deadline: Deadline,
+    /// Told once QEMU is up (its QMP answers, so its `-netdev` sockets are
+    /// listening), before the guest boots; dropped unsent if QEMU never got
+    /// that far. Lets a second VM `connect=` to a first one's `listen=`.
+    pub launched: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// How a boot ended.
@@ -118,7 +122,7 @@ impl StepFailure {
 
 /// Launches QEMU and waits for the guest's shell. Spawns QEMU: run it on a
 /// tokio worker (the parent-death signal follows the spawning thread).
-pub async fn boot(request: BootRequest) -> Booted {
+pub async fn boot(mut request: BootRequest) -> Booted {
     let started = Instant::now();
     let sockets = Sockets {
         serial: request.serial_socket.clone(),
@@ -150,6 +154,10 @@ pub async fn boot(request: BootRequest) -> Booted {
         }
         Err(other) => return Booted::Failed(StepFailure::error(other.to_string())),
     };
+    if let Some(launched) = request.launched.take() {
+        // Nobody waiting is fine: the order only matters to `connect=`.
+        let _ = launched.send(());
+    }
     let mut console = match Console::start(serial, &request.transcript) {
         Ok(console) => console,
         Err(error) => return Booted::Failed(StepFailure::from_console(error)),

@@ -65,3 +65,17 @@ pub fn assert_nothing_left(work_root: &Path) {
         "files left under the work root: {files:?}"
     );
 }
+
+/// Fails the test if the host's own network namespace has a device called
+/// `name`: a lab's taps and bridges live only in the lab's namespace.
+pub fn assert_no_host_link(name: &str) {
+    let shown = std::process::Command::new("ip")
+        .args(["link", "show", name])
+        .output()
+        .expect("run ip");
+    assert!(
+        !shown.status.success(),
+        "{name} exists on the host: {}",
+        String::from_utf8_lossy(&shown.stdout)
+    );
+}
