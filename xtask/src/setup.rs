@@ -10,6 +10,10 @@ use super::Failure;
 const HOST_TOOLS: &[(&str, &str)] = &[
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("qemu-img", "qemu-utils"),
+    // The network labs' host commands, inside the lab's namespace.
+    ("ip", "iproute2"),
+    ("socat", "socat"),
+    ("ping", "iputils-ping"),
 ];
 
 /// Installs the QEMU packages when missing: as root via apt, otherwise by
@@ -59,7 +63,7 @@ fn package_list() -> String {
 fn install_command() -> String {
     "apt-get update -qq && v=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}') && \
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --allow-downgrades \
-qemu-system-x86=$v qemu-system-common=$v qemu-utils=$v"
+qemu-system-x86=$v qemu-system-common=$v qemu-utils=$v iproute2 socat iputils-ping"
         .to_string()
 }
 
