@@ -138,6 +138,7 @@ async fn boot(command: &str, accel: Accel, work_dir: &Path) -> Result<(LiveVm, D
         qmp_socket: plan.qmp_socket,
         enclosure: labcheck::vm::Enclosure::host(),
         deadline: Deadline::after(BOOT_DEADLINE),
+        launched: None,
     };
     match labcheck::runner::boot(request).await {
         Booted::Ready { vm, after } => Ok((*vm, after)),
@@ -153,7 +154,7 @@ async fn boot(command: &str, accel: Accel, work_dir: &Path) -> Result<(LiveVm, D
 }
 
 /// Median, min and max in seconds.
-fn summary(times: &mut [Duration]) -> (f64, f64, f64) {
+pub fn summary(times: &mut [Duration]) -> (f64, f64, f64) {
     times.sort();
     let secs = |d: &Duration| d.as_secs_f64();
     let median = times.get(times.len() / 2).map_or(0.0, secs);

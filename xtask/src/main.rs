@@ -4,6 +4,7 @@
 //! what it needs, or says exactly what is missing and how to get it.
 
 mod bench;
+mod bench_labs;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +32,9 @@ enum Task {
         /// Keep each lab's work dir.
         #[arg(long)]
         keep: bool,
+        /// How many labs run at once.
+        #[arg(long, short = 'j', default_value_t = 2)]
+        jobs: u16,
     },
     /// Set up what the tests need, then run them with cargo-nextest.
     Test {
@@ -46,6 +50,10 @@ enum Task {
         /// Round trips of `echo N`.
         #[arg(long, default_value_t = 200)]
         round_trips: usize,
+        /// Instead: time each lab and the whole verify-labs at --jobs 1 and 2,
+        /// this many rounds.
+        #[arg(long, value_name = "ROUNDS")]
+        labs: Option<usize>,
     },
 }
 
@@ -54,11 +62,19 @@ fn main() -> ExitCode {
     let result = match task {
         Task::Setup => setup::host_packages().and_then(|()| setup::guest().map(drop)),
         Task::Fixtures => setup::guest().map(drop),
-        Task::VerifyLabs { ids, keep } => verify_labs(&ids, keep),
+        Task::VerifyLabs { ids, keep, jobs } => verify_labs(&ids, keep, jobs),
         Task::Test { args } => test(&args),
-        Task::Bench { boots, round_trips } => setup::host_packages()
+        Task::Bench {
+            boots,
+            round_trips,
+            labs,
+        } => setup::host_packages()
             .and_then(|()| setup::guest())
-            .and_then(|guest| bench::run(&guest, boots, round_trips)),
+            .and_then(|guest| match labs {
+                Some(rounds) => lab_files(&workspace_root().join("scenarios"), &[])
+                    .and_then(|files| bench_labs::run(files, rounds)),
+                None => bench::run(&guest, boots, round_trips),
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -92,7 +108,7 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn verify_labs(ids: &[String], keep: bool) -> Result<(), Failure> {
+fn verify_labs(ids: &[String], keep: bool, jobs: u16) -> Result<(), Failure> {
     setup::host_packages()?;
     setup::guest()?;
     let root = workspace_root();
@@ -101,6 +117,7 @@ fn verify_labs(ids: &[String], keep: bool) -> Result<(), Failure> {
         files,
         out: root.join("target/labcheck"),
         keep,
+        jobs,
     };
     match labcheck::cli::run_command(&args) {
         0 => Ok(()),
