@@ -11,7 +11,7 @@ use super::verdict::{describe, mismatches, Observation};
 use super::vms::{boot, BootRequest, Booted, LiveVm, StepFailure};
 use super::{RunContext, RunError};
 use crate::console::PendingCommand;
-use crate::net::LabNamespace;
+use crate::net::{check_taps_usable, LabNamespace};
 use crate::report::{
     bounded_output, ErratumReport, Outcome, StandInReport, StepReport, SubstitutionReport,
     TranscriptReport,
@@ -205,6 +205,9 @@ impl<'a> LabRun<'a> {
             path: tool_dir.clone(),
             source,
         })?;
+        if uses_taps(self.lab) {
+            check_taps_usable(self.ctx.namespaces).map_err(RunError::Namespace)?;
+        }
         let label = format!("labcheck-netns:{}", self.work_dir.display());
         let deadline = Deadline::after(NAMESPACE_TIMEOUT);
         let namespace = LabNamespace::create(self.ctx.namespaces, &tool_dir, &label, deadline)
@@ -958,6 +961,18 @@ fn kind_name(kind: rewrite::SubstitutionKind) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_else(|| format!("{kind:?}"))
+}
+
+/// Whether the lab makes or attaches tap devices, which an unprivileged
+/// namespace can only do where the host's tun device is open to all. Read
+/// from the text: a tap netdev in a VM's line, or `tuntap` in a host command.
+fn uses_taps(lab: &Lab) -> bool {
+    let in_vm = lab.vms.iter().any(|vm| vm.qemu.contains("tap,"));
+    let on_host =
+        lab.steps.iter().chain(&lab.cleanup).any(
+            |step| matches!(&step.action, Action::Host { command } if command.contains("tuntap")),
+        );
+    in_vm || on_host
 }
 
 fn network_name(network: Network) -> &'static str {
