@@ -166,6 +166,34 @@ async fn the_tap_lab_commands_work_inside_and_touch_nothing_outside(#[case] kind
     );
 }
 
+/// Why a lab cannot send traffic beyond itself: its namespace starts with
+/// nothing but loopback, and no route leads anywhere else.
+#[rstest]
+#[case::as_root(NamespaceKind::Net)]
+#[case::unprivileged(NamespaceKind::UserAndNet)]
+#[tokio::test]
+async fn nothing_leaves_a_labs_namespace(#[case] kind: NamespaceKind) {
+    let (dir, namespace) = lab(kind).await;
+    let links = sh("ip -o link show", dir.path(), namespace.enclosure()).await;
+    assert_eq!(links.lines().count(), 1, "only loopback: {links}");
+    assert!(links.contains(": lo:"), "{links}");
+    let routes = sh("ip route show table all", dir.path(), namespace.enclosure()).await;
+    assert!(
+        routes.lines().all(|route| route.contains("dev lo")),
+        "every route is loopback's: {routes}"
+    );
+    let outside = run_shell(
+        "ip route get 192.0.2.1",
+        dir.path(),
+        namespace.enclosure(),
+        Deadline::after(STEP),
+    )
+    .await
+    .expect("shell started");
+    assert_eq!(outside.exit, ShellExit::Exited(2), "{}", outside.text());
+    assert!(outside.text().contains("Network is unreachable"));
+}
+
 #[rstest]
 #[case::as_root(NamespaceKind::Net)]
 #[case::unprivileged(NamespaceKind::UserAndNet)]
