@@ -11,7 +11,7 @@ use labcheck::guest::{self, BuildOptions};
 use labcheck::report::{CanonicalLab, LabOutcome, LabReport, ReportBuilder};
 use labcheck::runner::{run_lab, EventSink, RunContext};
 use labcheck::vm::accel;
-use support::{assert_nothing_left, workspace_root};
+use support::{assert_no_host_link, assert_nothing_left, workspace_root};
 use tokio::sync::OnceCell;
 
 async fn context(work_root: &std::path::Path, out_dir: &std::path::Path) -> RunContext {
@@ -31,6 +31,7 @@ async fn context(work_root: &std::path::Path, out_dir: &std::path::Path) -> RunC
         out_dir: out_dir.to_path_buf(),
         work_root: work_root.to_path_buf(),
         keep: false,
+        namespaces: labcheck::net::NamespaceKind::for_this_process(),
     }
 }
 
@@ -51,6 +52,10 @@ async fn run(id: &str) -> LabReport {
     }
     let mut report = builder.finish();
     assert_nothing_left(&work_root);
+    // The network labs' devices lived in their namespaces, never here.
+    for device in ["tap0", "tap1", "br0"] {
+        assert_no_host_link(device);
+    }
     report.labs.remove(0)
 }
 
@@ -106,4 +111,19 @@ fn every_shipped_lab_is_tested() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn socket() {
+    check_lab("socket").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tap() {
+    check_lab("tap").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn network_types() {
+    check_lab("network-types").await;
 }
