@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,7 @@ async fn boot_iso(dir: &Path, display: Display, with_control: bool) -> LiveVm {
         qmp_socket: dir.join("qmp.sock"),
         control_socket: with_control.then(|| dir.join("control.sock")),
         stand_ins: Vec::new(),
+        loopback_ports: BTreeMap::new(),
     };
     let parsed = CommandLine::parse(&line).expect("test line parses");
     let request = BootRequest {

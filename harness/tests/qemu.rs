@@ -4,25 +4,36 @@
 //! Every child is owned by a `ChildProcess` or `RunningVm`, which kill their
 //! process group when dropped, also when an assertion fails.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use labcheck::time::Deadline;
 use labcheck::vm::{
-    launch, probe, rewrite, run_shell, Accel, ChildProcess, CommandLine, Enclosure, Plan, QmpError,
-    RunningVm, ShellExit, Sockets,
+    free_loopback_ports, launch, probe, rewrite, run_shell, Accel, ChildProcess, CommandLine,
+    Enclosure, Plan, QmpError, RunningVm, ShellExit, Sockets,
 };
 use tokio::io::AsyncReadExt;
 
 /// Runs QEMU `line` (handout syntax) in `dir`, rewritten the way the runner
 /// will: TCG, serial and QMP on sockets in `dir`.
 async fn start(line: &str, dir: &Path) -> Result<RunningVm, labcheck::vm::LaunchError> {
+    start_with_ports(line, dir, BTreeMap::new()).await
+}
+
+/// `start`, with `loopback_ports` standing in for the line's fixed ports.
+async fn start_with_ports(
+    line: &str,
+    dir: &Path,
+    loopback_ports: BTreeMap<u16, u16>,
+) -> Result<RunningVm, labcheck::vm::LaunchError> {
     let plan = Plan {
         accel: Accel::Tcg,
         serial_socket: dir.join("s"),
         qmp_socket: dir.join("q"),
         control_socket: None,
         stand_ins: Vec::new(),
+        loopback_ports,
     };
     let rewritten = rewrite(&CommandLine::parse(line).expect("test line parses"), &plan);
     launch(
@@ -382,5 +393,112 @@ async fn launch_refuses_a_socket_path_too_long_for_unix_sockets() {
     assert!(
         matches!(error, labcheck::vm::LaunchError::SocketPathTooLong { .. }),
         "{error}"
+    );
+}
+
+// The handout's socket link (/work/shared/labs/day2-handout.md), verbatim.
+const SOCKET_VM1: &str = "qemu-system-x86_64 -m 512 -enable-kvm \
+    -cdrom alpine-standard-3.20.0-x86_64.iso -boot d \
+    -netdev socket,id=net0,listen=:1234 -device virtio-net-pci,netdev=net0 -nographic";
+const SOCKET_VM2: &str = "qemu-system-x86_64 -m 512 -enable-kvm \
+    -cdrom alpine-standard-3.20.0-x86_64.iso -boot d \
+    -netdev socket,id=net0,connect=127.0.0.1:1234 -device virtio-net-pci,netdev=net0 -nographic";
+
+/// One TCP socket as `ss -tanpH` shows it.
+#[derive(Debug)]
+struct TcpSocket {
+    state: String,
+    local: String,
+    peer: String,
+    /// `users:((…,pid=N,…))`, empty when `ss` may not see the owner.
+    owner: String,
+}
+
+/// The host's TCP sockets, from `ss` (the test runs in the host's namespace,
+/// as the VMs do).
+fn tcp_sockets() -> Vec<TcpSocket> {
+    let output = std::process::Command::new("ss")
+        .arg("-tanpH")
+        .output()
+        .expect("ss runs");
+    assert!(output.status.success(), "ss failed: {output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            Some(TcpSocket {
+                state: fields.first()?.to_string(),
+                local: fields.get(3)?.to_string(),
+                peer: fields.get(4)?.to_string(),
+                owner: fields.get(5).map_or(String::new(), |o| o.to_string()),
+            })
+        })
+        .collect()
+}
+
+/// The handout's two socket VMs with a free loopback port for 1234: VM2's
+/// QEMU connects to VM1's on 127.0.0.1, and nothing listens beyond loopback.
+#[tokio::test]
+async fn a_substituted_loopback_port_links_the_handouts_socket_vms() {
+    let port = free_loopback_ports(1).expect("a free loopback port")[0];
+    let ports = BTreeMap::from([(1234, port)]);
+    let substitute = format!("127.0.0.1:{port}");
+    let (dir1, dir2) = (temp_dir(), temp_dir());
+    for dir in [&dir1, &dir2] {
+        // Nothing to boot: QEMU only needs the handout's file to open.
+        std::fs::write(dir.path().join("alpine-standard-3.20.0-x86_64.iso"), b"")
+            .expect("empty stand-in ISO");
+    }
+
+    let vm1 = start_with_ports(SOCKET_VM1, dir1.path(), ports.clone())
+        .await
+        .expect("VM1 starts");
+    let vm1_pid = format!("pid={},", vm1.child.pid());
+    let sockets = poll(Duration::from_secs(10), tcp_sockets, |sockets| {
+        sockets
+            .iter()
+            .any(|s| s.state == "LISTEN" && s.local == substitute)
+    })
+    .await;
+    let listeners: Vec<_> = sockets
+        .iter()
+        .filter(|s| s.state == "LISTEN" && s.local.ends_with(&format!(":{port}")))
+        .collect();
+    assert!(
+        matches!(listeners[..], [only] if only.local == substitute && only.owner.contains(&vm1_pid)),
+        "expected VM1's QEMU ({vm1_pid}) alone listening on {substitute} within 10 s; \
+         listeners on port {port}: {listeners:?}"
+    );
+
+    let vm2 = start_with_ports(SOCKET_VM2, dir2.path(), ports)
+        .await
+        .expect("VM2 starts, connected to VM1");
+    let vm2_pid = format!("pid={},", vm2.child.pid());
+    let linked = |sockets: &Vec<TcpSocket>| {
+        let established = |local: &str, peer: &str, pid: &str| {
+            sockets.iter().any(|s| {
+                s.state == "ESTAB"
+                    && (local.is_empty() || s.local == local)
+                    && (peer.is_empty() || s.peer == peer)
+                    && s.owner.contains(pid)
+            })
+        };
+        established("", &substitute, &vm2_pid) && established(&substitute, "", &vm1_pid)
+    };
+    let sockets = poll(Duration::from_secs(10), tcp_sockets, linked).await;
+    let on_port: Vec<_> = sockets
+        .iter()
+        .filter(|s| s.local.ends_with(&format!(":{port}")) || s.peer == substitute)
+        .collect();
+    assert!(
+        linked(&sockets),
+        "expected VM2 ({vm2_pid}) connected to {substitute} and VM1 ({vm1_pid}) holding \
+         the accepted end within 10 s; sockets on port {port}: {on_port:?}"
+    );
+    assert!(
+        !on_port
+            .iter()
+            .any(|s| s.state == "LISTEN" && s.local != substitute),
+        "something listens on port {port} beyond loopback: {on_port:?}"
     );
 }

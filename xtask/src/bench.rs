@@ -2,6 +2,7 @@
 //! command round trip, measured side by side in one run, medians quoted.
 //! The figures go to BENCHMARKS.md by hand, with the machine they came from.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -125,6 +126,7 @@ async fn boot(command: &str, accel: Accel, work_dir: &Path) -> Result<(LiveVm, D
         // The benchmark measures the handout's boot and console alone.
         control_socket: None,
         stand_ins: Vec::new(),
+        loopback_ports: BTreeMap::new(),
     };
     let request = BootRequest {
         vm: "bench".to_string(),

@@ -629,6 +629,7 @@ impl<'a> LabRun<'a> {
                     path: self.work_dir.join(&image.name),
                 })
                 .collect(),
+            loopback_ports: std::collections::BTreeMap::new(),
         };
         let rewritten = rewrite(&parsed, &plan);
         if *count == 1 {

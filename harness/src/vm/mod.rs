@@ -3,6 +3,8 @@
 //! - [`cmdline`] and [`rewrite`] are pure: handout text in, argv and the list
 //!   of declared substitutions out.
 //! - [`process`] is the one door through which every child process starts.
+//! - [`ports`] finds a line's fixed host ports and puts free loopback ports
+//!   in their place (pure, but for picking the free ports).
 //! - [`launch`] starts a VM and hands back its serial console and [`qmp`] client.
 //! - [`accel`] decides between KVM and TCG by booting a guest, not by looking at
 //!   `/dev/kvm`.
@@ -10,6 +12,7 @@
 pub mod accel;
 pub mod cmdline;
 pub mod launch;
+pub mod ports;
 pub mod process;
 pub mod qmp;
 pub mod rewrite;
@@ -17,6 +20,7 @@ pub mod rewrite;
 pub use accel::{probe, probe_cached, Accel, Probe};
 pub use cmdline::{CmdlineError, CommandLine, KeyValue, KeyValues, QemuOption};
 pub use launch::{launch, LaunchError, RunningVm, Sockets};
+pub use ports::{fixed_ports, free_loopback_ports, remap_ports, RemappedPorts};
 pub use process::{run_shell, ChildProcess, Enclosure, ShellExit, ShellOutput, WaitError};
 pub use qmp::{Qmp, QmpError, QmpEvent};
 pub use rewrite::{rewrite, Plan, Rewritten, StandIn, Substitution, SubstitutionKind};

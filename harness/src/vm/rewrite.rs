@@ -3,10 +3,12 @@
 //! Everything the harness changes is a declared [`Substitution`], listed in the
 //! report; every other option is passed through exactly as written. Pure.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::accel::Accel;
 use super::cmdline::{escape_commas, CommandLine, KeyValues, QemuOption};
+use super::ports::remap_ports;
 
 /// The chardev id labcheck gives the serial console it drives.
 const SERIAL_CHARDEV_ID: &str = "labcheck-serial";
@@ -30,6 +32,9 @@ pub struct Plan {
     pub control_socket: Option<PathBuf>,
     /// Files the built-in guest stands in for, by the name the handout uses.
     pub stand_ins: Vec<StandIn>,
+    /// Handout port → the free loopback port that stands in for it (see
+    /// [`super::ports`]); empty when the VM's network is its lab's own.
+    pub loopback_ports: BTreeMap<u16, u16>,
 }
 
 /// A handout file provided by the built-in guest: the runner links or copies
@@ -49,6 +54,7 @@ pub enum SubstitutionKind {
     Display,
     Monitor,
     ControlChannel,
+    LoopbackPort,
 }
 
 /// One declared difference between the handout and what runs.
@@ -88,18 +94,23 @@ const REASON_STAND_IN: &str =
 /// Paths in `plan` must be valid UTF-8 (the runner makes them); anything else
 /// is rendered lossily.
 pub fn rewrite(line: &CommandLine, plan: &Plan) -> Rewritten {
+    // No other substitution touches a network option, so remapping ports
+    // first changes nothing else; their declarations still come last.
+    let remapped = remap_ports(line, &plan.loopback_ports);
     let mut out = Rewriter {
         plan,
-        argv: vec![line.program.clone()],
+        argv: vec![remapped.line.program.clone()],
         substitutions: Vec::new(),
         mentions_kvm: false,
         display_set: false,
         serial_wired: false,
     };
-    for option in &line.options {
+    for option in &remapped.line.options {
         out.option(option);
     }
-    out.finish()
+    let mut rewritten = out.finish();
+    rewritten.substitutions.extend(remapped.substitutions);
+    rewritten
 }
 
 struct Rewriter<'a> {
@@ -397,6 +408,7 @@ mod tests {
                     path: PathBuf::from("/cache/guest/disk.qcow2"),
                 },
             ],
+            loopback_ports: BTreeMap::new(),
         }
     }
 
@@ -417,6 +429,23 @@ mod tests {
         insta::assert_yaml_snapshot!(
             format!("handout_{name}_tcg"),
             rewrite_text(text, Accel::Tcg)
+        );
+    }
+
+    /// Both ends of the handout's socket link get the same substitute port,
+    /// declared after the other substitutions.
+    #[rstest]
+    #[case::socket_vm1("socket_vm1", SOCKET_VM1)]
+    #[case::socket_vm2("socket_vm2", SOCKET_VM2)]
+    fn substitutes_loopback_ports_on_the_socket_link(#[case] name: &str, #[case] text: &str) {
+        let line = CommandLine::parse(text).expect("handout line parses");
+        let with_ports = Plan {
+            loopback_ports: BTreeMap::from([(1234, 40001)]),
+            ..plan(Accel::Tcg)
+        };
+        insta::assert_yaml_snapshot!(
+            format!("handout_{name}_loopback_ports"),
+            rewrite(&line, &with_ports)
         );
     }
 
