@@ -302,6 +302,7 @@ async fn prepare(args: &RunArgs) -> Result<RunContext, String> {
         work_root: work_root(),
         keep: args.keep,
         namespaces: NamespaceKind::for_this_process(),
+        parallel: args.jobs > 1,
     })
 }
 

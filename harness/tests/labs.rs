@@ -32,6 +32,7 @@ async fn context(work_root: &std::path::Path, out_dir: &std::path::Path) -> RunC
         work_root: work_root.to_path_buf(),
         keep: false,
         namespaces: labcheck::net::NamespaceKind::for_this_process(),
+        parallel: false,
     }
 }
 
@@ -40,11 +41,19 @@ async fn run(id: &str) -> LabReport {
         .join("scenarios")
         .join(format!("{id}.toml"));
     let lab = labcheck::scenario::load(&file).expect("the shipped lab file is valid");
+    run_loaded(&lab, false).await
+}
+
+/// Runs `lab` as `labcheck run --jobs 2` would when `parallel`.
+async fn run_loaded(lab: &labcheck::scenario::model::Lab, parallel: bool) -> LabReport {
     let dir = tempfile::tempdir().expect("temp dir");
     let work_root = dir.path().join("work");
-    let ctx = context(&work_root, &dir.path().join("out")).await;
+    let ctx = RunContext {
+        parallel,
+        ..context(&work_root, &dir.path().join("out")).await
+    };
     let (events, mut received) = EventSink::channel();
-    run_lab(&lab, &ctx, &events).await.expect("the lab starts");
+    run_lab(lab, &ctx, &events).await.expect("the lab starts");
     drop(events);
     let mut builder = ReportBuilder::new();
     while let Some(event) = received.recv().await {
@@ -126,4 +135,73 @@ async fn tap() {
 #[tokio::test(flavor = "multi_thread")]
 async fn network_types() {
     check_lab("network-types").await;
+}
+
+/// The socket lab's VMs on the host's own network, run as if alongside other
+/// labs: a free loopback port stands in for 1234, declared, and the link works.
+const SOCKET_ON_THE_HOST: &str = r#"
+[lab]
+id = "socket-on-the-host"
+title = "The socket link on the host's network, in parallel"
+handout = "Lab - VM1 to VM2 communication via Socket"
+
+[images]
+"alpine-standard-3.20.0-x86_64.iso" = "guest:iso"
+
+[vm.vm1]
+qemu = "qemu-system-x86_64 -m 256 -cdrom alpine-standard-3.20.0-x86_64.iso -boot d -netdev socket,id=net0,listen=:1234 -device virtio-net-pci,netdev=net0 -nographic"
+
+[vm.vm2]
+qemu = "qemu-system-x86_64 -m 256 -cdrom alpine-standard-3.20.0-x86_64.iso -boot d -netdev socket,id=net0,connect=127.0.0.1:1234 -device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:57 -nographic"
+
+[[step]]
+name = "Boot"
+boot = ["vm1", "vm2"]
+
+[[step]]
+name = "Address VM1"
+on = "vm1"
+run = "ip addr add 10.0.0.1/24 dev eth0 && ip link set eth0 up"
+
+[[step]]
+name = "Address VM2"
+on = "vm2"
+run = "ip addr add 10.0.0.2/24 dev eth0 && ip link set eth0 up"
+
+[[step]]
+name = "VM2 reaches VM1 over the substituted port"
+on = "vm2"
+run = "ping -c 2 -W 5 10.0.0.1"
+expect = { output = "2 packets received" }
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_network_lab_run_in_parallel_gets_free_loopback_ports() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("socket-on-the-host.toml");
+    std::fs::write(&file, SOCKET_ON_THE_HOST).expect("write the lab");
+    let lab = labcheck::scenario::load(&file).expect("valid lab");
+    let report = run_loaded(&lab, true).await;
+    assert_eq!(
+        report.outcome,
+        LabOutcome::Passed,
+        "{}",
+        serde_json::to_string_pretty(&report.steps).unwrap_or_default()
+    );
+    let ports: Vec<_> = report
+        .substitutions
+        .iter()
+        .filter(|s| s.kind == "loopback_port")
+        .collect();
+    assert_eq!(ports.len(), 2, "{:?}", report.substitutions);
+    let vm1 = &ports[0].replacement;
+    let vm2 = &ports[1].replacement;
+    let port = vm1
+        .strip_prefix("-netdev socket,id=net0,listen=127.0.0.1:")
+        .unwrap_or_else(|| panic!("VM1 listens on loopback: {vm1}"));
+    assert_ne!(port, "1234");
+    assert_eq!(
+        vm2,
+        &format!("-netdev socket,id=net0,connect=127.0.0.1:{port}")
+    );
 }

@@ -32,6 +32,7 @@ fn context(root: &Path) -> RunContext {
         work_root: root.join("work"),
         keep: false,
         namespaces: labcheck::net::NamespaceKind::for_this_process(),
+        parallel: false,
     }
 }
 

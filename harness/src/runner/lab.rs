@@ -1,6 +1,6 @@
 //! One lab, start to finish: work dir, stand-ins, steps, cleanup.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,10 @@ use crate::scenario::model::{
     Action, Check, DigestMode, Erratum, FieldExpect, GuestForm, Interaction, Lab, Network, Step,
 };
 use crate::time::{Deadline, TimeScale};
-use crate::vm::{process, rewrite, CommandLine, Enclosure, ShellExit, ShellOutput};
+use crate::vm::{
+    fixed_ports, free_loopback_ports, process, rewrite, CommandLine, Enclosure, ShellExit,
+    ShellOutput,
+};
 
 /// Timeouts for steps that do not set their own, as under KVM.
 const HOST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -110,6 +113,9 @@ struct LabRun<'a> {
     guest_backgrounds: HashMap<String, (String, PendingCommand)>,
     /// The lab's network namespace; dropped after the VMs and commands in it.
     namespace: Option<LabNamespace>,
+    /// Handout port → free loopback port, for a lab on the host's network
+    /// while other labs run: the same map for all its VMs.
+    loopback_ports: BTreeMap<u16, u16>,
     /// Removes the work dir on drop unless the user asked to keep it.
     _work_guard: Option<tempfile::TempDir>,
 }
@@ -160,6 +166,7 @@ impl<'a> LabRun<'a> {
             host_backgrounds: HashMap::new(),
             guest_backgrounds: HashMap::new(),
             namespace: None,
+            loopback_ports: loopback_ports(lab, ctx)?,
             _work_guard: if ctx.keep {
                 let _ = guard.keep();
                 None
@@ -629,7 +636,7 @@ impl<'a> LabRun<'a> {
                     path: self.work_dir.join(&image.name),
                 })
                 .collect(),
-            loopback_ports: std::collections::BTreeMap::new(),
+            loopback_ports: self.loopback_ports.clone(),
         };
         let rewritten = rewrite(&parsed, &plan);
         if *count == 1 {
@@ -962,6 +969,29 @@ fn kind_name(kind: rewrite::SubstitutionKind) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_else(|| format!("{kind:?}"))
+}
+
+/// For a lab on the host's network run alongside others, a free loopback
+/// port for each fixed port its VMs bind or connect to (two such labs, or
+/// anything else on the host, could hold the same one). A lab in its own
+/// namespace has a loopback of its own and keeps the handout's ports.
+fn loopback_ports(lab: &Lab, ctx: &RunContext) -> Result<BTreeMap<u16, u16>, RunError> {
+    if lab.network != Network::Host || !ctx.parallel {
+        return Ok(BTreeMap::new());
+    }
+    let mut fixed: Vec<u16> = lab
+        .vms
+        .iter()
+        .filter_map(|vm| CommandLine::parse(&vm.qemu).ok())
+        .flat_map(|line| fixed_ports(&line))
+        .collect();
+    fixed.sort_unstable();
+    fixed.dedup();
+    if fixed.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let free = free_loopback_ports(fixed.len()).map_err(RunError::LoopbackPorts)?;
+    Ok(fixed.into_iter().zip(free).collect())
 }
 
 /// Whether the lab makes or attaches tap devices, which an unprivileged

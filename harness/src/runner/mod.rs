@@ -35,6 +35,9 @@ pub struct RunContext {
     pub keep: bool,
     /// What a lab's private network namespace is made of.
     pub namespaces: NamespaceKind,
+    /// Other labs run at the same time (`--jobs` above 1): a lab on the
+    /// host's network gets free loopback ports for the handout's fixed ones.
+    pub parallel: bool,
 }
 
 impl RunContext {
@@ -57,6 +60,8 @@ pub enum RunError {
     },
     #[error("cannot make the lab's network namespace: {0}")]
     Namespace(#[source] NetError),
+    #[error("cannot find free loopback ports for the lab's VMs: {0}")]
+    LoopbackPorts(#[source] std::io::Error),
     #[error("cannot place the stand-in {name} in the work dir: {source}")]
     StandIn {
         name: String,
