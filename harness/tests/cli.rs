@@ -81,7 +81,7 @@ fn a_vm_that_never_reaches_a_shell_fails_with_deadline_pattern_and_tail() {
     assert_nothing_left(&work_root);
 }
 
-const LONG_LAB: &str = r#"
+const LONG_LAB_SETUP: &str = r#"
 [lab]
 id = "long"
 title = "A guest command that runs until interrupted"
@@ -93,21 +93,12 @@ handout = "none"
 [vm.vm1]
 qemu = "qemu-system-x86_64 -m 256 -hda disk.qcow2 -nographic"
 
-[[step]]
-name = "Boot"
-boot = "vm1"
-
-[[step]]
-name = "Sleep for a long time"
-on = "vm1"
-run = "sleep 1000"
-timeout = "10m"
 "#;
 
-/// LONG_LAB in its own network namespace, with what a network lab leaves
+/// The long lab in its own network namespace, with what a network lab leaves
 /// running: a tap and a bridge, QEMU on the tap, a host command in the
 /// background (its command line names the work dir, so a leak would show).
-const NET_LONG_LAB: &str = r#"
+const NET_LONG_LAB_SETUP: &str = r#"
 [lab]
 id = "net-long"
 title = "A network lab that runs until interrupted"
@@ -129,6 +120,9 @@ name = "Something in the background"
 host = 'cp "$(command -v sleep)" lingering && exec "$PWD/lingering" 1000'
 background = "lingering"
 
+"#;
+/// The end of both long labs: a guest command that runs until interrupted.
+const LONG_STEPS: &str = r#"
 [[step]]
 name = "Boot"
 boot = "vm1"
@@ -140,6 +134,11 @@ run = "sleep 1000"
 timeout = "10m"
 "#;
 
+/// A long lab: its set-up, then LONG_STEPS.
+fn long_lab(setup: &str) -> String {
+    format!("{setup}{LONG_STEPS}")
+}
+
 /// Nothing of a lab outlives it: no process, no file, and no tap or bridge
 /// on the host (the network lab's live in its namespace, gone with it).
 fn assert_nothing_of_the_lab_left(work_root: &Path) {
@@ -149,12 +148,12 @@ fn assert_nothing_of_the_lab_left(work_root: &Path) {
 }
 
 #[rstest]
-#[case::host_network(LONG_LAB)]
-#[case::own_namespace(NET_LONG_LAB)]
-fn ctrl_c_stops_the_vms_and_removes_the_work_dirs(#[case] lab: &str) {
+#[case::host_network(long_lab(LONG_LAB_SETUP))]
+#[case::own_namespace(long_lab(NET_LONG_LAB_SETUP))]
+fn ctrl_c_stops_the_vms_and_removes_the_work_dirs(#[case] lab: String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let work_root = dir.path().join("work");
-    let file = lab_file(dir.path(), lab);
+    let file = lab_file(dir.path(), &lab);
     let mut child = labcheck()
         .arg("run")
         .arg(&file)
@@ -198,9 +197,9 @@ fn ctrl_c_stops_the_vms_and_removes_the_work_dirs(#[case] lab: &str) {
 }
 
 #[rstest]
-#[case::host_network(LONG_LAB)]
-#[case::own_namespace(NET_LONG_LAB)]
-fn a_guest_command_past_its_deadline_fails_and_cleans_up(#[case] lab: &str) {
+#[case::host_network(long_lab(LONG_LAB_SETUP))]
+#[case::own_namespace(long_lab(NET_LONG_LAB_SETUP))]
+fn a_guest_command_past_its_deadline_fails_and_cleans_up(#[case] lab: String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let work_root = dir.path().join("work");
     let lab = lab.replace("timeout = \"10m\"", "timeout = \"1s\"");

@@ -86,6 +86,19 @@ fn eventually(budget: Duration, mut condition: impl FnMut() -> bool) -> bool {
     condition()
 }
 
+/// The holder is gone within 2 s of `event`, and no process is left in the
+/// namespace it held.
+fn assert_holder_gone_with_its_processes(holder: u32, namespace: &str, event: &str) {
+    let gone = eventually(Duration::from_secs(2), || {
+        !Path::new(&format!("/proc/{holder}")).exists()
+    });
+    assert!(gone, "holder {holder} still exists 2 s after {event}");
+    assert_eq!(
+        processes_in(namespace),
+        Vec::<u32>::new(),
+        "processes still in {namespace}"
+    );
+}
 fn names(links: &[Link]) -> Vec<&str> {
     links.iter().map(|link| link.name.as_str()).collect()
 }
@@ -240,18 +253,7 @@ async fn dropping_the_lab_removes_its_namespace_and_devices(#[case] kind: Namesp
 
     drop(lab);
 
-    assert!(
-        eventually(Duration::from_secs(2), || !Path::new(&format!(
-            "/proc/{holder}"
-        ))
-        .exists()),
-        "holder {holder} still exists 2 s after the drop"
-    );
-    assert_eq!(
-        processes_in(&namespace),
-        Vec::<u32>::new(),
-        "processes still in {namespace}"
-    );
+    assert_holder_gone_with_its_processes(holder, &namespace, "the drop");
     assert_eq!(
         holders_of(&namespace),
         Vec::<String>::new(),
@@ -417,17 +419,6 @@ fn killing_labcheck_removes_the_namespace(#[case] kind: &str) {
     labcheck.kill().expect("SIGKILL sent");
     labcheck.wait().expect("helper reaped");
 
-    assert!(
-        eventually(Duration::from_secs(2), || !Path::new(&format!(
-            "/proc/{holder}"
-        ))
-        .exists()),
-        "holder {holder} outlived labcheck by 2 s"
-    );
-    assert_eq!(
-        processes_in(&namespace),
-        Vec::<u32>::new(),
-        "processes still in {namespace}"
-    );
+    assert_holder_gone_with_its_processes(holder, &namespace, "labcheck's death");
     assert_eq!(processes_mentioning(dir.path()), Vec::<String>::new());
 }
