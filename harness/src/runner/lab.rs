@@ -257,6 +257,14 @@ impl<'a> LabRun<'a> {
         if let Action::Boot { vms } = &step.action {
             report.command = Some(self.command_lines(vms));
         }
+        if let Action::Wait { label } = &step.action {
+            // Shown as the command it waits for, on the VM it runs on.
+            report.vm = self.guest_backgrounds.get(label).map(|(vm, _)| vm.clone());
+            report.command = Some(format!(
+                "{} (started as `{label}`)",
+                background_command(self.lab, label)
+            ));
+        }
         if let Action::NotChecked { reason } = &step.action {
             report.outcome = Outcome::NotChecked;
             report.note = Some(reason.clone());
@@ -661,10 +669,19 @@ impl<'a> LabRun<'a> {
         } else {
             format!("{name}.boot{count}.log")
         };
+        let control_name = format!("{name}.control.log");
         self.transcripts.push(TranscriptReport {
             vm: name.to_string(),
             path: format!("{}/{transcript_name}", self.lab.id),
         });
+        if *count == 1 {
+            // One file for every boot of the VM: the control shell's lines
+            // are labcheck's own, and a reboot only appends to them.
+            self.transcripts.push(TranscriptReport {
+                vm: format!("{name} (control channel)"),
+                path: format!("{}/{control_name}", self.lab.id),
+            });
+        }
         Ok(BootRequest {
             vm: name.to_string(),
             argv: rewritten.argv,
@@ -674,7 +691,7 @@ impl<'a> LabRun<'a> {
             qmp_socket,
             transcript: self.transcript_dir.join(transcript_name),
             control_socket: Some(control_socket),
-            control_transcript: self.transcript_dir.join(format!("{name}.control.log")),
+            control_transcript: self.transcript_dir.join(control_name),
             enclosure: self.enclosure.clone(),
             deadline,
             launched: None,
