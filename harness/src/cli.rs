@@ -257,17 +257,15 @@ async fn run_concurrently(
     interrupt: &mut StopSignals,
 ) -> Option<Result<(), crate::runner::RunError>> {
     let ctx = Arc::new(ctx);
-    let slots = Arc::new(tokio::sync::Semaphore::new(jobs));
+    let mut waiting = labs.into_iter();
     let mut running = tokio::task::JoinSet::new();
-    for lab in labs {
-        let (ctx, slots, events) = (ctx.clone(), slots.clone(), events.clone());
-        running.spawn(async move {
-            // The semaphore is never closed, so a permit always comes.
-            let _slot = slots.acquire_owned().await;
-            run_lab(&lab, &ctx, &events).await
-        });
-    }
     let outcome = loop {
+        // Labs start in the given order, as slots free up.
+        while running.len() < jobs {
+            let Some(lab) = waiting.next() else { break };
+            let (ctx, events) = (ctx.clone(), events.clone());
+            running.spawn(async move { run_lab(&lab, &ctx, &events).await });
+        }
         let joined = tokio::select! {
             joined = running.join_next() => joined,
             _ = interrupt.recv() => break None,

@@ -241,3 +241,72 @@ fn a_bad_lab_file_runs_nothing_and_exits_2_with_its_position() {
     assert!(stderr.contains("lab.toml:17:"), "{stderr}");
     assert!(!work_root.exists(), "nothing may run for a bad lab file");
 }
+
+/// Two host-only labs that can only pass together: each waits for a mark
+/// the other leaves. One at a time, lab-a (given first, so run first) waits
+/// in vain and lab-b then finds lab-a's mark.
+fn rendezvous_lab(me: &str, other: &str, shared: &Path) -> String {
+    let shared = shared.display();
+    format!(
+        r#"
+[lab]
+id = "{me}"
+title = "Lab {me} meets lab {other}"
+handout = "none"
+
+[[step]]
+name = "Leave a mark"
+host = "touch {shared}/{me}"
+
+[[step]]
+name = "See the other lab's mark"
+probe = "test -e {shared}/{other}"
+timeout = "1s"
+"#
+    )
+}
+
+#[rstest]
+#[case::one_at_a_time(1, 1, ["failed", "passed"])]
+#[case::together(2, 0, ["passed", "passed"])]
+fn jobs_run_labs_at_once_and_report_them_in_the_given_order(
+    #[case] jobs: u8,
+    #[case] exit: i32,
+    #[case] outcomes: [&str; 2],
+) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let shared = dir.path().join("marks");
+    std::fs::create_dir(&shared).expect("marks dir");
+    let a = dir.path().join("a.toml");
+    let b = dir.path().join("b.toml");
+    std::fs::write(&a, rendezvous_lab("lab-a", "lab-b", &shared)).expect("write a");
+    std::fs::write(&b, rendezvous_lab("lab-b", "lab-a", &shared)).expect("write b");
+    let out = dir.path().join("out");
+    let run = labcheck()
+        .args(["run", "--jobs", &jobs.to_string(), "--out"])
+        .arg(&out)
+        .arg(&a)
+        .arg(&b)
+        .env("LABCHECK_WORK_ROOT", dir.path().join("work"))
+        .output()
+        .expect("run labcheck");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(exit), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("report.json")).expect("report written"),
+    )
+    .expect("report is JSON");
+    let ids: Vec<_> = report["labs"]
+        .as_array()
+        .expect("labs")
+        .iter()
+        .map(|lab| {
+            (
+                lab["id"].as_str().unwrap_or_default(),
+                lab["outcome"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(ids, [("lab-a", outcomes[0]), ("lab-b", outcomes[1])]);
+    assert_nothing_left(&dir.path().join("work"));
+}
