@@ -3,11 +3,15 @@
 
 mod builder;
 mod canonical;
+mod junit;
+mod markdown;
 mod model;
 mod terminal;
 
 pub use builder::ReportBuilder;
 pub use canonical::{CanonicalLab, CanonicalStep};
+pub use junit::junit;
+pub use markdown::markdown;
 pub use model::*;
 pub use terminal::TerminalReporter;
 
