@@ -380,9 +380,14 @@ async fn qemu_version() -> String {
     }
 }
 
+/// The report in every form under `out`: `report.json` (the model),
+/// `junit.xml` (for CI test views) and `summary.md` (for a job summary or
+/// a pull-request comment).
 fn write_report(report: &Report, out: &Path) -> std::io::Result<()> {
     let json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
-    std::fs::write(out.join("report.json"), json + "\n")
+    std::fs::write(out.join("report.json"), json + "\n")?;
+    std::fs::write(out.join("junit.xml"), crate::report::junit(report))?;
+    std::fs::write(out.join("summary.md"), crate::report::markdown(report))
 }
 
 fn say(line: &str) {

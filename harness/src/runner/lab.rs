@@ -284,8 +284,19 @@ impl<'a> LabRun<'a> {
             Err(failure) => record_failure(&mut report, failure),
             Ok(seen) => self.judge(step, seen, &mut report).await,
         }
+        if report.outcome == Outcome::Failed && report.console_tail.is_empty() {
+            report.console_tail = self.console_tail_of(report.vm.as_deref());
+        }
         report.duration_ms = started.elapsed().as_millis() as u64;
         report
+    }
+
+    /// The last lines of `vm`'s console, for a step on it that failed
+    /// without a wait running out (which brings its own tail).
+    fn console_tail_of(&self, vm: Option<&str>) -> Vec<String> {
+        vm.and_then(|vm| self.vms.get(vm))
+            .map(|live| live.console.tail(TAIL_LINES))
+            .unwrap_or_default()
     }
 
     /// Sets the outcome of a step that ran, taking its erratum into account.
