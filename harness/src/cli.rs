@@ -17,6 +17,7 @@ use crate::net::NamespaceKind;
 use crate::report::{Environment, Report, ReportBuilder, TerminalReporter};
 use crate::runner::{run_lab, Event, EventSink, RunContext};
 use crate::scenario::{self, model::Lab};
+use crate::shard::Shard;
 use crate::time::Deadline;
 use crate::vm::{accel, CommandLine};
 
@@ -48,6 +49,16 @@ enum Command {
     },
     /// Build the built-in guest (if missing or stale) and print where it is.
     Guest,
+    /// Join the reports of shards (`run --shard K/N`) into one, rendered as
+    /// `run` renders its own, transcripts copied along.
+    Merge {
+        /// Where the merged report goes.
+        #[arg(long, default_value = "target/labcheck")]
+        out: PathBuf,
+        /// The shards' report.json files.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -63,6 +74,10 @@ pub struct RunArgs {
     /// How many labs run at once (each boots its own VMs).
     #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,
+    /// Run only shard K of N: the labs sorted by id, every N-th from the
+    /// K-th. All files are still validated first.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
 }
 
 /// Entry point of the `labcheck` binary.
@@ -83,6 +98,7 @@ pub fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Merge { out, reports } => merge_command(&out, &reports),
         Command::Guest => match build_guest() {
             Ok(artifacts) => {
                 say(&artifacts.dir.display().to_string());
@@ -153,6 +169,15 @@ pub fn run_command(args: &RunArgs) -> u8 {
     let labs = match load_labs(&args.files) {
         Ok(labs) => labs,
         Err(code) => return code,
+    };
+    let labs = match args.shard {
+        Some(shard) => {
+            let mine = shard.select(labs, |lab| lab.id.clone());
+            let ids: Vec<&str> = mine.iter().map(|lab| lab.id.as_str()).collect();
+            say(&format!("shard {shard}: {}", ids.join(", ")));
+            mine
+        }
+        None => labs,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -378,6 +403,89 @@ async fn qemu_version() -> String {
             .to_string(),
         Err(e) => format!("unknown ({e})"),
     }
+}
+
+/// `labcheck merge`: reads the shards' reports, joins them, copies each
+/// lab's transcripts next to the merged report and renders it.
+fn merge_command(out: &Path, files: &[PathBuf]) -> u8 {
+    let mut reports = Vec::new();
+    for file in files {
+        let read = std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str::<Report>(&text).map_err(|e| e.to_string()));
+        match read {
+            Ok(report) => reports.push(report),
+            Err(e) => {
+                complain(&format!("{}: not a labcheck report: {e}", file.display()));
+                return EXIT_USAGE;
+            }
+        }
+    }
+    let sources: Vec<(PathBuf, Vec<String>)> = files
+        .iter()
+        .zip(&reports)
+        .map(|(file, report)| (report_dir(file), transcript_paths(report)))
+        .collect();
+    let merged = match crate::report::merge(reports) {
+        Ok(merged) => merged,
+        Err(e) => {
+            complain(&format!("cannot merge: {e}"));
+            return EXIT_USAGE;
+        }
+    };
+    for warning in &merged.warnings {
+        complain(&format!("warning: {warning}"));
+    }
+    let written = std::fs::create_dir_all(out)
+        .and_then(|()| copy_transcripts(&sources, out))
+        .and_then(|()| write_report(&merged.report, out));
+    if let Err(e) = written {
+        complain(&format!(
+            "cannot write the merged report under {}: {e}",
+            out.display()
+        ));
+        return EXIT_INFRA;
+    }
+    let _ = TerminalReporter::new(std::io::stdout()).summary(&merged.report);
+    if merged.report.all_passed() {
+        EXIT_PASSED
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// The directory a report's relative transcript paths start from.
+fn report_dir(file: &Path) -> PathBuf {
+    file.parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn transcript_paths(report: &Report) -> Vec<String> {
+    report
+        .labs
+        .iter()
+        .flat_map(|lab| lab.transcripts.iter().map(|t| t.path.clone()))
+        .collect()
+}
+
+/// Copies each shard's transcripts to the same relative path under `out`
+/// (lab ids are unique across shards, so paths do not collide). A missing
+/// transcript is left out: the report still names it.
+fn copy_transcripts(sources: &[(PathBuf, Vec<String>)], out: &Path) -> std::io::Result<()> {
+    for (dir, paths) in sources {
+        for path in paths {
+            let (from, to) = (dir.join(path), out.join(path));
+            if !from.exists() || from == to {
+                continue;
+            }
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::copy(&from, &to)?;
+        }
+    }
+    Ok(())
 }
 
 /// The report in every form under `out`: `report.json` (the model),

@@ -10,5 +10,6 @@ pub mod net;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod shard;
 pub mod time;
 pub mod vm;

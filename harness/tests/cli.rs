@@ -318,3 +318,128 @@ fn jobs_run_labs_at_once_and_report_them_in_the_given_order(
     }
     assert_nothing_left(&dir.path().join("work"));
 }
+
+/// A small host-only lab whose report has some substance: output, an
+/// erratum with its fix, a claim not checked.
+fn sharded_lab(id: &str) -> String {
+    format!(
+        r#"
+[lab]
+id = "{id}"
+title = "Lab {id}"
+handout = "none"
+
+[[step]]
+name = "Say who we are"
+host = "echo {id}"
+expect = {{ output = "{id}" }}
+
+[[step]]
+name = "A handout command that fails the known way"
+host = "echo 'no such option' >&2; exit 2"
+erratum = {{ reason = "the option is gone", fix = "echo fixed", observed = {{ exit = 2 }} }}
+
+[[step]]
+name = "A claim"
+not-checked = "not here"
+"#
+    )
+}
+
+/// The canonical reports of the labs in `out/report.json`, in its order.
+fn canonical_labs(out: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(out.join("report.json")).expect("report written");
+    let report: labcheck::report::Report = serde_json::from_str(&text).expect("a report");
+    report
+        .labs
+        .iter()
+        .map(|lab| {
+            serde_json::to_value(labcheck::report::CanonicalLab::of(lab)).expect("serializes")
+        })
+        .collect()
+}
+
+#[test]
+fn two_shards_merged_equal_the_full_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files: Vec<_> = ["d-lab", "a-lab", "c-lab", "b-lab", "e-lab"]
+        .iter()
+        .map(|id| {
+            let path = dir.path().join(format!("{id}.toml"));
+            std::fs::write(&path, sharded_lab(id)).expect("write lab");
+            path
+        })
+        .collect();
+    let run = |out: &str, shard: Option<&str>| {
+        let mut command = labcheck();
+        command
+            .arg("run")
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .args(&files)
+            .env("LABCHECK_WORK_ROOT", dir.path().join("work"));
+        if let Some(shard) = shard {
+            command.args(["--shard", shard]);
+        }
+        let done = command.output().expect("run labcheck");
+        assert_eq!(done.status.code(), Some(0), "{done:?}");
+        String::from_utf8_lossy(&done.stdout).into_owned()
+    };
+    run("full", None);
+    let first = run("shard-1", Some("1/2"));
+    let second = run("shard-2", Some("2/2"));
+    assert!(first.contains("shard 1/2: a-lab, c-lab, e-lab"), "{first}");
+    assert!(second.contains("shard 2/2: b-lab, d-lab"), "{second}");
+
+    let merged = labcheck()
+        .arg("merge")
+        .arg("--out")
+        .arg(dir.path().join("merged"))
+        .arg(dir.path().join("shard-2/report.json"))
+        .arg(dir.path().join("shard-1/report.json"))
+        .output()
+        .expect("run labcheck merge");
+    assert_eq!(merged.status.code(), Some(0), "{merged:?}");
+    // The full run reports the labs in the order given; the merge by id.
+    let mut full = canonical_labs(&dir.path().join("full"));
+    full.sort_by_key(|lab| lab["id"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(canonical_labs(&dir.path().join("merged")), full);
+    for rendered in ["junit.xml", "summary.md"] {
+        assert!(
+            dir.path().join("merged").join(rendered).exists(),
+            "{rendered}"
+        );
+    }
+}
+
+#[test]
+fn merging_overlapping_shards_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("a-lab.toml");
+    std::fs::write(&file, sharded_lab("a-lab")).expect("write lab");
+    let out = dir.path().join("out");
+    let ran = labcheck()
+        .arg("run")
+        .arg("--out")
+        .arg(&out)
+        .arg(&file)
+        .env("LABCHECK_WORK_ROOT", dir.path().join("work"))
+        .output()
+        .expect("run labcheck");
+    assert_eq!(ran.status.code(), Some(0));
+    let report = out.join("report.json");
+    let merged = labcheck()
+        .arg("merge")
+        .arg("--out")
+        .arg(dir.path().join("merged"))
+        .arg(&report)
+        .arg(&report)
+        .output()
+        .expect("run labcheck merge");
+    assert_eq!(merged.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&merged.stderr);
+    assert!(
+        stderr.contains("lab `a-lab` is in more than one report"),
+        "{stderr}"
+    );
+}

@@ -62,6 +62,7 @@ fn verify_once(
         out: out.path().to_path_buf(),
         keep: false,
         jobs,
+        shard: None,
     };
     let started = Instant::now();
     let code = labcheck::cli::run_command(&args);

@@ -35,6 +35,9 @@ enum Task {
         /// How many labs run at once.
         #[arg(long, short = 'j', default_value_t = 2)]
         jobs: u16,
+        /// Run only shard K of N (see `labcheck run --shard`).
+        #[arg(long, value_name = "K/N")]
+        shard: Option<labcheck::shard::Shard>,
     },
     /// Set up what the tests need, then run them with cargo-nextest.
     Test {
@@ -62,7 +65,12 @@ fn main() -> ExitCode {
     let result = match task {
         Task::Setup => setup::host_packages().and_then(|()| setup::guest().map(drop)),
         Task::Fixtures => setup::guest().map(drop),
-        Task::VerifyLabs { ids, keep, jobs } => verify_labs(&ids, keep, jobs),
+        Task::VerifyLabs {
+            ids,
+            keep,
+            jobs,
+            shard,
+        } => verify_labs(&ids, keep, jobs, shard),
         Task::Test { args } => test(&args),
         Task::Bench {
             boots,
@@ -108,7 +116,12 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn verify_labs(ids: &[String], keep: bool, jobs: u16) -> Result<(), Failure> {
+fn verify_labs(
+    ids: &[String],
+    keep: bool,
+    jobs: u16,
+    shard: Option<labcheck::shard::Shard>,
+) -> Result<(), Failure> {
     setup::host_packages()?;
     setup::guest()?;
     let root = workspace_root();
@@ -118,6 +131,7 @@ fn verify_labs(ids: &[String], keep: bool, jobs: u16) -> Result<(), Failure> {
         out: root.join("target/labcheck"),
         keep,
         jobs,
+        shard,
     };
     match labcheck::cli::run_command(&args) {
         0 => Ok(()),

@@ -5,6 +5,7 @@ mod builder;
 mod canonical;
 mod junit;
 mod markdown;
+mod merge;
 mod model;
 mod terminal;
 
@@ -12,6 +13,7 @@ pub use builder::ReportBuilder;
 pub use canonical::{CanonicalLab, CanonicalStep};
 pub use junit::junit;
 pub use markdown::markdown;
+pub use merge::{merge, MergeError, Merged};
 pub use model::*;
 pub use terminal::TerminalReporter;
 
