@@ -6,6 +6,7 @@
 mod bench;
 mod bench_labs;
 mod setup;
+mod snapshots;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -38,6 +39,10 @@ enum Task {
         /// Run only shard K of N (see `labcheck run --shard`).
         #[arg(long, value_name = "K/N")]
         shard: Option<labcheck::shard::Shard>,
+        /// Update the snapshots of labs whose canonical report changed,
+        /// instead of failing with the diff.
+        #[arg(long)]
+        accept: bool,
     },
     /// Set up what the tests need, then run them with cargo-nextest.
     Test {
@@ -70,7 +75,8 @@ fn main() -> ExitCode {
             keep,
             jobs,
             shard,
-        } => verify_labs(&ids, keep, jobs, shard),
+            accept,
+        } => verify_labs(&ids, keep, jobs, shard, accept),
         Task::Test { args } => test(&args),
         Task::Bench {
             boots,
@@ -121,6 +127,7 @@ fn verify_labs(
     keep: bool,
     jobs: u16,
     shard: Option<labcheck::shard::Shard>,
+    accept: bool,
 ) -> Result<(), Failure> {
     setup::host_packages()?;
     setup::guest()?;
@@ -133,7 +140,13 @@ fn verify_labs(
         jobs,
         shard,
     };
-    match labcheck::cli::run_command(&args) {
+    let code = labcheck::cli::run_command(&args);
+    // A run that got as far as a report is reviewed even when a step failed:
+    // the diff shows what changed. Usage errors and interruptions are not.
+    if matches!(code, 0 | 1) {
+        snapshots::review(&args.out, &root.join("scenarios/snapshots"), accept)?;
+    }
+    match code {
         0 => Ok(()),
         code => Err(Failure::Exit(code)),
     }
