@@ -3,6 +3,7 @@
 
 mod builder;
 mod canonical;
+mod html;
 mod junit;
 mod markdown;
 mod model;
@@ -10,6 +11,7 @@ mod terminal;
 
 pub use builder::ReportBuilder;
 pub use canonical::{CanonicalLab, CanonicalStep};
+pub use html::{html, transcripts_in};
 pub use junit::junit;
 pub use markdown::markdown;
 pub use model::*;
