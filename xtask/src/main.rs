@@ -185,6 +185,7 @@ fn lab_files(dir: &Path, ids: &[String]) -> Result<Vec<PathBuf>, Failure> {
 
 fn test(args: &[String]) -> Result<(), Failure> {
     setup::host_packages()?;
+    setup::test_packages()?;
     setup::nextest()?;
     setup::guest()?;
     let status = Command::new(env!("CARGO"))

@@ -16,10 +16,32 @@ const HOST_TOOLS: &[(&str, &str)] = &[
     ("ping", "iputils-ping"),
 ];
 
+/// Host commands only the tests use, and their packages: labcheck itself
+/// runs without them, so `setup` does not install them.
+const TEST_TOOLS: &[(&str, &str)] = &[
+    // Opens the HTML report headless, to check what a reader sees.
+    ("chromium", "chromium"),
+];
+
 /// Installs the QEMU packages when missing: as root via apt, otherwise by
 /// saying exactly which command to run.
 pub fn host_packages() -> Result<(), Failure> {
-    let missing: Vec<&str> = HOST_TOOLS
+    ensure_tools(HOST_TOOLS, &install_command(), "sudo cargo xtask setup")
+}
+
+/// Installs the packages only the tests need, as [`host_packages`] does.
+pub fn test_packages() -> Result<(), Failure> {
+    let install = format!(
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {}",
+        package_list(TEST_TOOLS)
+    );
+    ensure_tools(TEST_TOOLS, &install, "sudo cargo xtask test")
+}
+
+/// Runs `install` as root when any of `tools` is missing, or says which
+/// command installs them (or which xtask command does, `instead`).
+fn ensure_tools(tools: &[(&str, &str)], install: &str, instead: &str) -> Result<(), Failure> {
+    let missing: Vec<&str> = tools
         .iter()
         .filter(|(tool, _)| !on_path(tool))
         .map(|(tool, _)| *tool)
@@ -27,20 +49,19 @@ pub fn host_packages() -> Result<(), Failure> {
     if missing.is_empty() {
         return Ok(());
     }
-    let install = install_command();
     if !is_root() || !on_path("apt-get") {
         return Err(Failure::Message(format!(
-            "missing on this machine: {}.\nInstall them (Debian or Ubuntu) with:\n  sudo sh -c '{install}'\nor run `sudo cargo xtask setup`.",
+            "missing on this machine: {}.\nInstall them (Debian or Ubuntu) with:\n  sudo sh -c '{install}'\nor run `{instead}`.",
             missing.join(", ")
         )));
     }
     eprintln!(
         "xtask: installing {} (missing: {})",
-        package_list(),
+        package_list(tools),
         missing.join(", ")
     );
-    run_shell(&install)?;
-    match HOST_TOOLS.iter().find(|(tool, _)| !on_path(tool)) {
+    run_shell(install)?;
+    match tools.iter().find(|(tool, _)| !on_path(tool)) {
         None => Ok(()),
         Some((tool, package)) => Err(Failure::Message(format!(
             "{tool} is still missing after installing {package}; see the apt output above"
@@ -48,8 +69,8 @@ pub fn host_packages() -> Result<(), Failure> {
     }
 }
 
-fn package_list() -> String {
-    HOST_TOOLS
+fn package_list(tools: &[(&str, &str)]) -> String {
+    tools
         .iter()
         .map(|(_, package)| *package)
         .collect::<Vec<_>>()

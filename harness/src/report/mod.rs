@@ -3,6 +3,7 @@
 
 mod builder;
 mod canonical;
+mod html;
 mod junit;
 mod markdown;
 mod merge;
@@ -11,6 +12,7 @@ mod terminal;
 
 pub use builder::ReportBuilder;
 pub use canonical::{CanonicalLab, CanonicalStep};
+pub use html::{html, transcripts_in};
 pub use junit::junit;
 pub use markdown::markdown;
 pub use merge::{merge, MergeError, Merged};
