@@ -489,13 +489,16 @@ fn copy_transcripts(sources: &[(PathBuf, Vec<String>)], out: &Path) -> std::io::
 }
 
 /// The report in every form under `out`: `report.json` (the model),
-/// `junit.xml` (for CI test views) and `summary.md` (for a job summary or
-/// a pull-request comment).
+/// `junit.xml` (for CI test views), `summary.md` (for a job summary or a
+/// pull-request comment) and `report.html` (one self-contained page, with
+/// the transcripts that sit beside it).
 fn write_report(report: &Report, out: &Path) -> std::io::Result<()> {
+    use crate::report::{html, junit, markdown, transcripts_in};
     let json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
     std::fs::write(out.join("report.json"), json + "\n")?;
-    std::fs::write(out.join("junit.xml"), crate::report::junit(report))?;
-    std::fs::write(out.join("summary.md"), crate::report::markdown(report))
+    std::fs::write(out.join("junit.xml"), junit(report))?;
+    std::fs::write(out.join("summary.md"), markdown(report))?;
+    std::fs::write(out.join("report.html"), html(report, &transcripts_in(out)))
 }
 
 fn say(line: &str) {

@@ -309,7 +309,7 @@ fn jobs_run_labs_at_once_and_report_them_in_the_given_order(
         .collect();
     assert_eq!(ids, [("lab-a", outcomes[0]), ("lab-b", outcomes[1])]);
     // The same report for CI and for people, next to report.json.
-    for rendered in ["junit.xml", "summary.md"] {
+    for rendered in ["junit.xml", "summary.md", "report.html"] {
         let text = std::fs::read_to_string(out.join(rendered)).expect("rendered report written");
         assert!(
             text.contains("lab-a") && text.contains("lab-b"),
