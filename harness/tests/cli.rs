@@ -404,7 +404,7 @@ fn two_shards_merged_equal_the_full_run() {
     let mut full = canonical_labs(&dir.path().join("full"));
     full.sort_by_key(|lab| lab["id"].as_str().unwrap_or_default().to_owned());
     assert_eq!(canonical_labs(&dir.path().join("merged")), full);
-    for rendered in ["junit.xml", "summary.md"] {
+    for rendered in ["junit.xml", "summary.md", "report.html"] {
         assert!(
             dir.path().join("merged").join(rendered).exists(),
             "{rendered}"
