@@ -159,6 +159,7 @@ fn lab_files(dir: &Path, ids: &[String]) -> Result<Vec<PathBuf>, Failure> {
 fn test(args: &[String]) -> Result<(), Failure> {
     setup::host_packages()?;
     setup::nextest()?;
+    setup::lint_tools()?;
     setup::guest()?;
     let status = Command::new(env!("CARGO"))
         .args(["nextest", "run", "--workspace"])
