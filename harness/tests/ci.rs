@@ -264,6 +264,8 @@ fn gitlab_structure_problems(pipeline: &Value) -> Vec<String> {
             }
         }
     }
+    // In name order, whatever order the map keeps its keys in.
+    problems.sort();
     problems
 }
 
