@@ -187,6 +187,7 @@ fn test(args: &[String]) -> Result<(), Failure> {
     setup::host_packages()?;
     setup::test_packages()?;
     setup::nextest()?;
+    setup::lint_tools()?;
     setup::guest()?;
     let status = Command::new(env!("CARGO"))
         .args(["nextest", "run", "--workspace"])

