@@ -3,7 +3,7 @@
 //! lab-file error, 3 labcheck itself could not run (QEMU, guest, I/O), 130
 //! interrupted (SIGINT or SIGTERM).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -224,7 +224,12 @@ async fn run_labs(labs: Vec<Lab>, args: &RunArgs) -> u8 {
     let (events, mut received) = EventSink::channel();
     let consumer = tokio::spawn(async move {
         let mut builder = ReportBuilder::new();
-        let mut terminal = TerminalReporter::new(std::io::stdout());
+        let stdout = std::io::stdout();
+        let mut terminal = if stdout.is_terminal() {
+            TerminalReporter::live(stdout)
+        } else {
+            TerminalReporter::new(stdout)
+        };
         while let Some(event) = received.recv().await {
             let _ = terminal.event(&event);
             builder.apply(&event);

@@ -1,6 +1,10 @@
 //! The terminal reporter: one line per thing that happened, then a summary.
+//! On a terminal it also keeps a status line at the bottom, redrawn after
+//! every event: what each running lab is doing (its step, its VMs booting or
+//! ready). Off a terminal (CI logs, pipes) there are only the plain lines.
 //! Consumes events and the finished report; computes no outcome of its own.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use super::model::{LabOutcome, Outcome, Report, StepReport};
@@ -10,15 +14,106 @@ use crate::time::format_duration;
 #[derive(Debug)]
 pub struct TerminalReporter<W: Write> {
     out: W,
+    /// The running labs, for the status line; `None` off a terminal.
+    live: Option<BTreeMap<String, LabStatus>>,
 }
 
+/// What a running lab is doing, as the status line shows it.
+#[derive(Debug, Default)]
+struct LabStatus {
+    step: Option<String>,
+    /// VM → `booting` or `ready`.
+    vms: BTreeMap<String, &'static str>,
+}
+
+/// Erases the line the cursor is on and returns to its start.
+const CLEAR_LINE: &str = "\r\x1b[2K";
+/// The status line is cut here: wider, it would wrap, and a wrapped line
+/// cannot be erased by CLEAR_LINE.
+const STATUS_WIDTH: usize = 100;
+
 impl<W: Write> TerminalReporter<W> {
+    /// Plain lines only.
     pub fn new(out: W) -> Self {
-        Self { out }
+        Self { out, live: None }
     }
 
-    /// Prints one event as it happens.
+    /// Plain lines, and a status line kept at the bottom (for a terminal).
+    pub fn live(out: W) -> Self {
+        Self {
+            out,
+            live: Some(BTreeMap::new()),
+        }
+    }
+
+    /// Prints one event as it happens (and, live, redraws the status line).
     pub fn event(&mut self, event: &Event) -> io::Result<()> {
+        if self.live.is_none() {
+            return self.line(event);
+        }
+        write!(self.out, "{CLEAR_LINE}")?;
+        self.line(event)?;
+        self.track(event);
+        let status = self.status();
+        write!(self.out, "{status}")?;
+        self.out.flush()
+    }
+
+    /// Follows what each lab is doing.
+    fn track(&mut self, event: &Event) {
+        let Some(labs) = &mut self.live else { return };
+        match event {
+            Event::LabStarted { lab, .. } => {
+                labs.insert(lab.clone(), LabStatus::default());
+            }
+            Event::LabFinished { lab, .. } => {
+                labs.remove(lab);
+            }
+            Event::StepStarted { lab, index, name } => {
+                if let Some(status) = labs.get_mut(lab) {
+                    status.step = Some(format!("step {}: {name}", index + 1));
+                }
+            }
+            Event::VmBooting { lab, vm } | Event::VmReady { lab, vm, .. } => {
+                if let Some(status) = labs.get_mut(lab) {
+                    let state = if matches!(event, Event::VmBooting { .. }) {
+                        "booting"
+                    } else {
+                        "ready"
+                    };
+                    status.vms.insert(vm.clone(), state);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `[lab] step N: name · vm1 ready, vm2 booting | [lab2] …`, cut to fit.
+    fn status(&self) -> String {
+        let Some(labs) = &self.live else {
+            return String::new();
+        };
+        let parts: Vec<String> = labs
+            .iter()
+            .map(|(lab, status)| {
+                let vms: Vec<String> = status
+                    .vms
+                    .iter()
+                    .map(|(vm, state)| format!("{vm} {state}"))
+                    .collect();
+                let doing = [status.step.clone().unwrap_or_default(), vms.join(", ")]
+                    .into_iter()
+                    .filter(|part| !part.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" · ");
+                format!("[{lab}] {doing}")
+            })
+            .collect();
+        parts.join(" | ").chars().take(STATUS_WIDTH).collect()
+    }
+
+    /// The plain line(s) an event gets.
+    fn line(&mut self, event: &Event) -> io::Result<()> {
         let out = &mut self.out;
         match event {
             Event::RunStarted { environment, labs } => writeln!(
@@ -46,8 +141,11 @@ impl<W: Write> TerminalReporter<W> {
         }
     }
 
-    /// Prints the summary of a finished run.
+    /// Prints the summary of a finished run (the status line goes).
     pub fn summary(&mut self, report: &Report) -> io::Result<()> {
+        if self.live.is_some() {
+            write!(self.out, "{CLEAR_LINE}")?;
+        }
         writeln!(self.out, "\nSummary")?;
         for lab in &report.labs {
             let count = |o: Outcome| lab.steps.iter().filter(|s| s.outcome == o).count();
@@ -150,4 +248,88 @@ fn lab_mark(outcome: LabOutcome) -> &'static str {
 
 fn short(digest: &str) -> &str {
     digest.get(..12).unwrap_or(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn events() -> Vec<Event> {
+        vec![
+            Event::LabStarted {
+                lab: "socket".into(),
+                title: "Socket".into(),
+                handout: "h".into(),
+                source: "s".into(),
+                work_dir: "w".into(),
+                network: "namespace".into(),
+                stand_ins: vec![],
+                substitutions: vec![],
+            },
+            Event::VmBooting {
+                lab: "socket".into(),
+                vm: "vm1".into(),
+            },
+            Event::VmBooting {
+                lab: "socket".into(),
+                vm: "vm2".into(),
+            },
+            Event::VmReady {
+                lab: "socket".into(),
+                vm: "vm1".into(),
+                after: Duration::from_secs(3),
+            },
+            Event::StepStarted {
+                lab: "socket".into(),
+                index: 1,
+                name: "Ping VM2".into(),
+            },
+        ]
+    }
+
+    fn shown(reporter: TerminalReporter<Vec<u8>>) -> String {
+        String::from_utf8(reporter.out).expect("utf-8")
+    }
+
+    #[test]
+    fn live_keeps_a_status_line_of_what_each_lab_does() {
+        let mut reporter = TerminalReporter::live(Vec::new());
+        for event in events() {
+            reporter.event(&event).expect("written");
+        }
+        let text = shown(reporter);
+        // The step's start prints no line of its own: after the last
+        // erasure there is only the status.
+        let status = text.rsplit(CLEAR_LINE).next().expect("a status line");
+        assert_eq!(status, "[socket] step 2: Ping VM2 · vm1 ready, vm2 booting");
+        assert!(text.contains("   [socket] vm1: shell ready after 3.0s\n"));
+    }
+
+    #[test]
+    fn a_finished_lab_leaves_the_status_line() {
+        let mut reporter = TerminalReporter::live(Vec::new());
+        for event in events() {
+            reporter.event(&event).expect("written");
+        }
+        reporter
+            .event(&Event::LabFinished {
+                lab: "socket".into(),
+                duration: Duration::from_secs(9),
+                transcripts: vec![],
+            })
+            .expect("written");
+        assert!(shown(reporter).ends_with(CLEAR_LINE));
+    }
+
+    #[test]
+    fn off_a_terminal_there_are_only_plain_lines() {
+        let mut reporter = TerminalReporter::new(Vec::new());
+        for event in events() {
+            reporter.event(&event).expect("written");
+        }
+        let text = shown(reporter);
+        assert!(!text.contains('\x1b'), "{text:?}");
+        assert!(text.ends_with("shell ready after 3.0s\n"), "{text:?}");
+    }
 }
