@@ -94,6 +94,34 @@ fn broken_markdown_shows_the_evidence() {
     }
 }
 
+#[test]
+fn broken_terminal_shows_the_evidence() {
+    use labcheck::report::TerminalReporter;
+    use labcheck::runner::Event;
+    let report = recorded("broken");
+    let step = broken_step(&report);
+    let mut terminal = TerminalReporter::new(Vec::new());
+    terminal
+        .event(&Event::StepFinished {
+            lab: report.labs[0].id.clone(),
+            index: 0,
+            step: Box::new(step.clone()),
+        })
+        .expect("written");
+    terminal.summary(&report).expect("written");
+    let text = String::from_utf8(terminal.into_inner()).expect("utf-8");
+    for line in evidence(step) {
+        assert!(text.contains(line), "the terminal lacks {line:?}:\n{text}");
+    }
+}
+
+/// The JSON report as `labcheck run` writes it, for the broken run: the
+/// model's serialization is a rendering too, and a change to it is a diff.
+#[test]
+fn json_snapshot() {
+    insta::assert_json_snapshot!("json_broken", recorded("broken"));
+}
+
 /// broken.json with its failed step turned into an error and a passed step
 /// given an erratum that no longer reproduces: states no recorded run shows.
 #[test]

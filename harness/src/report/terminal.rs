@@ -38,6 +38,11 @@ impl<W: Write> TerminalReporter<W> {
         Self { out, live: None }
     }
 
+    /// The writer, back (tests read what was printed).
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
     /// Plain lines, and a status line kept at the bottom (for a terminal).
     pub fn live(out: W) -> Self {
         Self {
