@@ -71,6 +71,12 @@ impl TimeScale {
 }
 
 /// Renders a duration the way a lab file writes it (`1.5s`, `250ms`, `2m`).
+/// A duration in milliseconds (as reports keep them), formatted as
+/// [`format_duration`] does.
+pub fn format_millis(ms: u64) -> String {
+    format_duration(Duration::from_millis(ms))
+}
+
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {

@@ -7,13 +7,12 @@
 
 use std::fmt::Write as _;
 use std::path::{Component, Path};
-use std::time::Duration;
 
 use super::model::{
     ErratumReport, LabOutcome, LabReport, Outcome, Report, StepReport, SubstitutionReport,
     TranscriptReport,
 };
-use crate::time::format_duration;
+use crate::time::format_millis;
 
 /// Bytes of one transcript kept in the page: a console left running can
 /// print without end. The end is kept, where a failure shows.
@@ -150,8 +149,8 @@ fn summary_table(labs: &[LabReport]) -> String {
             lab_anchor(index),
             escape(&lab.id),
             lab_class(lab.outcome),
-            lab_mark(lab.outcome),
-            lab_word(lab.outcome),
+            lab.outcome.mark(),
+            lab.outcome.word(),
         );
         for (outcome, _) in COUNTED {
             let count = lab.steps.iter().filter(|s| s.outcome == outcome).count();
@@ -160,7 +159,7 @@ fn summary_table(labs: &[LabReport]) -> String {
         let _ = writeln!(
             out,
             "<td class=\"n\">{}</td></tr>",
-            duration(lab.duration_ms)
+            format_millis(lab.duration_ms)
         );
     }
     out.push_str("</table>\n");
@@ -181,13 +180,13 @@ fn lab_section(
         "\n<section class=\"lab\" id=\"{}\">\n<h2><span class=\"mark {}\">{}</span> {}: {} <span class=\"outcome {}\">({})</span></h2>\n",
         lab_anchor(index),
         lab_class(lab.outcome),
-        lab_mark(lab.outcome),
+        lab.outcome.mark(),
         escape(&lab.id),
         escape(&lab.title),
         lab_class(lab.outcome),
-        lab_word(lab.outcome),
+        lab.outcome.word(),
     );
-    let lab_duration = duration(lab.duration_ms);
+    let lab_duration = format_millis(lab.duration_ms);
     out.push_str(&fact_list(&[
         ("Handout section", &lab.handout),
         ("Network", &lab.network),
@@ -266,7 +265,7 @@ fn timeline(steps: &[StepReport]) -> String {
     let total: u64 = steps.iter().map(|s| s.duration_ms).sum();
     let mut out = format!(
         "<h3>Timeline</h3>\n<p class=\"meta\">Steps one after the other, {} in all; hatched bars start, restart or stop a VM.</p>\n<div class=\"timeline\">\n",
-        duration(total)
+        format_millis(total)
     );
     let mut start = 0;
     for step in steps {
@@ -289,7 +288,7 @@ fn timeline(steps: &[StepReport]) -> String {
             class = outcome_class(step.outcome),
             left = percent(start, total),
             width = percent(step.duration_ms, total),
-            dur = duration(step.duration_ms),
+            dur = format_millis(step.duration_ms),
         );
         start += step.duration_ms;
     }
@@ -309,10 +308,10 @@ fn step_article(step: &StepReport) -> String {
     let mut meta = vec![step.kind.clone()];
     meta.extend(step.vm.clone());
     meta.push(outcome_word(step.outcome).to_string());
-    meta.push(duration(step.duration_ms));
+    meta.push(format_millis(step.duration_ms));
     let mut out = format!(
         "<article class=\"step {class}\">\n<h4><span class=\"mark {class}\">{}</span> {}</h4>\n<p class=\"meta\">{}</p>\n",
-        outcome_mark(step.outcome),
+        step.outcome.mark(),
         escape(&step.name),
         escape(&meta.join(" · ")),
     );
@@ -512,18 +511,6 @@ fn outcome_class(outcome: Outcome) -> &'static str {
     }
 }
 
-/// The terminal reporter's marks.
-fn outcome_mark(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Passed => "✓",
-        Outcome::Erratum => "!",
-        Outcome::Failed => "✗",
-        Outcome::Skipped => "-",
-        Outcome::Error => "E",
-        Outcome::NotChecked => "?",
-    }
-}
-
 fn outcome_word(outcome: Outcome) -> &'static str {
     match outcome {
         Outcome::Passed => "passed",
@@ -541,26 +528,6 @@ fn lab_class(outcome: LabOutcome) -> &'static str {
         LabOutcome::Failed => "o-failed",
         LabOutcome::Error => "o-error",
     }
-}
-
-fn lab_mark(outcome: LabOutcome) -> &'static str {
-    match outcome {
-        LabOutcome::Passed => "✓",
-        LabOutcome::Failed => "✗",
-        LabOutcome::Error => "E",
-    }
-}
-
-fn lab_word(outcome: LabOutcome) -> &'static str {
-    match outcome {
-        LabOutcome::Passed => "passed",
-        LabOutcome::Failed => "failed",
-        LabOutcome::Error => "error",
-    }
-}
-
-fn duration(ms: u64) -> String {
-    format_duration(Duration::from_millis(ms))
 }
 
 #[cfg(test)]

@@ -3,10 +3,8 @@
 //! errata and unchecked claims of each lab folded away. Renders the model;
 //! decides no outcome of its own.
 
-use std::time::Duration;
-
 use super::model::{LabOutcome, LabReport, Outcome, Report, StepReport};
-use crate::time::format_duration;
+use crate::time::format_millis;
 
 /// How large the summary may grow, in bytes. A pull-request comment holds at
 /// most 65 536 characters and a step summary 1 MiB: the smaller bound
@@ -76,15 +74,15 @@ fn summary_table(labs: &[LabReport]) -> String {
         out.push_str(&format!(
             "| {} | {} {} | {} | {} | {} | {} | {} | {} | {} |\n",
             inline(&lab.id),
-            lab_mark(lab.outcome),
-            lab_word(lab.outcome),
+            lab.outcome.mark(),
+            lab.outcome.word(),
             count(Outcome::Passed),
             count(Outcome::Erratum),
             count(Outcome::Failed),
             count(Outcome::Error),
             count(Outcome::Skipped),
             count(Outcome::NotChecked),
-            duration(lab.duration_ms),
+            format_millis(lab.duration_ms),
         ));
     }
     out
@@ -95,10 +93,10 @@ fn summary_table(labs: &[LabReport]) -> String {
 fn failure_section(lab: &LabReport) -> String {
     let mut out = format!(
         "\n### {} {}: {} ({})\n\nHandout: {} · network: {}\n",
-        lab_mark(lab.outcome),
+        lab.outcome.mark(),
         inline(&lab.id),
         inline(&lab.title),
-        lab_word(lab.outcome),
+        lab.outcome.word(),
         inline(&lab.handout),
         inline(&lab.network),
     );
@@ -127,7 +125,7 @@ fn failed_step(step: &StepReport) -> String {
         "\n#### {mark} {}\n\n{} step{on}, {}\n\n",
         inline(&step.name),
         code(&step.kind),
-        duration(step.duration_ms),
+        format_millis(step.duration_ms),
     );
     let mut facts = Vec::new();
     if let Some(command) = &step.command {
@@ -217,26 +215,6 @@ fn erratum_item(step: &StepReport) -> Option<String> {
         .map(|fix| format!("fix used: {}", code(fix)))
         .unwrap_or_else(|| "no fix".to_string());
     Some(format!("- **{name}**: {reason}\n  - {fix}\n"))
-}
-
-fn lab_mark(outcome: LabOutcome) -> &'static str {
-    match outcome {
-        LabOutcome::Passed => "✓",
-        LabOutcome::Failed => "✗",
-        LabOutcome::Error => "E",
-    }
-}
-
-fn lab_word(outcome: LabOutcome) -> &'static str {
-    match outcome {
-        LabOutcome::Passed => "passed",
-        LabOutcome::Failed => "failed",
-        LabOutcome::Error => "error",
-    }
-}
-
-fn duration(ms: u64) -> String {
-    format_duration(Duration::from_millis(ms))
 }
 
 fn short_digest(digest: &str) -> &str {

@@ -150,6 +150,40 @@ pub struct ErratumReport {
     pub fix_output: String,
 }
 
+impl Outcome {
+    /// The one-character mark every renderer shows for a step.
+    pub fn mark(self) -> &'static str {
+        match self {
+            Outcome::Passed => "✓",
+            Outcome::Erratum => "!",
+            Outcome::Failed => "✗",
+            Outcome::Skipped => "-",
+            Outcome::Error => "E",
+            Outcome::NotChecked => "?",
+        }
+    }
+}
+
+impl LabOutcome {
+    /// The mark every renderer shows for a lab.
+    pub fn mark(self) -> &'static str {
+        match self {
+            LabOutcome::Passed => "✓",
+            LabOutcome::Failed => "✗",
+            LabOutcome::Error => "E",
+        }
+    }
+
+    /// The outcome in words, as report.json spells it.
+    pub fn word(self) -> &'static str {
+        match self {
+            LabOutcome::Passed => "passed",
+            LabOutcome::Failed => "failed",
+            LabOutcome::Error => "error",
+        }
+    }
+}
+
 fn host_network() -> String {
     "host".to_string()
 }

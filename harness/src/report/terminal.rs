@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use super::model::{LabOutcome, Outcome, Report, StepReport};
+use super::model::{Outcome, Report, StepReport};
 use crate::runner::Event;
-use crate::time::format_duration;
+use crate::time::{format_duration, format_millis};
 
 #[derive(Debug)]
 pub struct TerminalReporter<W: Write> {
@@ -157,7 +157,7 @@ impl<W: Write> TerminalReporter<W> {
             writeln!(
                 self.out,
                 "  {} {:<28} {} passed, {} errata, {} failed, {} skipped, {} errors, {} not checked in {}",
-                lab_mark(lab.outcome),
+                lab.outcome.mark(),
                 lab.id,
                 count(Outcome::Passed),
                 count(Outcome::Erratum),
@@ -165,7 +165,7 @@ impl<W: Write> TerminalReporter<W> {
                 count(Outcome::Skipped),
                 count(Outcome::Error),
                 count(Outcome::NotChecked),
-                format_duration(std::time::Duration::from_millis(lab.duration_ms)),
+                format_millis(lab.duration_ms),
             )?;
         }
         Ok(())
@@ -173,11 +173,11 @@ impl<W: Write> TerminalReporter<W> {
 }
 
 fn write_step(out: &mut impl Write, lab: &str, step: &StepReport) -> io::Result<()> {
-    let took = format_duration(std::time::Duration::from_millis(step.duration_ms));
+    let took = format_millis(step.duration_ms);
     writeln!(
         out,
         " {} [{lab}] {} ({took})",
-        step_mark(step.outcome),
+        step.outcome.mark(),
         step.name
     )?;
     if let Some(erratum) = &step.erratum {
@@ -231,25 +231,6 @@ fn write_step(out: &mut impl Write, lab: &str, step: &StepReport) -> io::Result<
 
 /// Output lines a failed step shows; report.json has all of it.
 const OUTPUT_LINES: usize = 10;
-
-fn step_mark(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Passed => "✓",
-        Outcome::Erratum => "!",
-        Outcome::Failed => "✗",
-        Outcome::Skipped => "-",
-        Outcome::Error => "E",
-        Outcome::NotChecked => "?",
-    }
-}
-
-fn lab_mark(outcome: LabOutcome) -> &'static str {
-    match outcome {
-        LabOutcome::Passed => "✓",
-        LabOutcome::Failed => "✗",
-        LabOutcome::Error => "E",
-    }
-}
 
 fn short(digest: &str) -> &str {
     digest.get(..12).unwrap_or(digest)
