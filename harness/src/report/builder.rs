@@ -35,6 +35,7 @@ impl ReportBuilder {
                 network,
                 stand_ins,
                 substitutions,
+                ..
             } => {
                 self.order.push(lab.clone());
                 self.labs.insert(

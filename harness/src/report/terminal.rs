@@ -1,7 +1,7 @@
 //! The terminal reporter: one line per thing that happened, then a summary.
 //! On a terminal it also keeps a status line at the bottom, redrawn after
-//! every event: what each running lab is doing (its step, its VMs booting or
-//! ready). Off a terminal (CI logs, pipes) there are only the plain lines.
+//! every event: what each running lab is doing (a progress bar over its
+//! steps, the step running, its VMs booting or ready). Off a terminal (CI logs, pipes) there are only the plain lines.
 //! Consumes events and the finished report; computes no outcome of its own.
 
 use std::collections::BTreeMap;
@@ -21,9 +21,19 @@ pub struct TerminalReporter<W: Write> {
 /// What a running lab is doing, as the status line shows it.
 #[derive(Debug, Default)]
 struct LabStatus {
+    steps: usize,
+    /// Steps started so far (the one running included).
+    started: usize,
     step: Option<String>,
     /// VM → `booting` or `ready`.
     vms: BTreeMap<String, &'static str>,
+}
+
+/// A ten-cell progress bar: `done` of `total`.
+fn bar(done: usize, total: usize) -> String {
+    const CELLS: usize = 10;
+    let filled = (done * CELLS).checked_div(total).unwrap_or(0).min(CELLS);
+    format!("{}{}", "▰".repeat(filled), "▱".repeat(CELLS - filled))
 }
 
 /// Erases the line the cursor is on and returns to its start.
@@ -68,15 +78,20 @@ impl<W: Write> TerminalReporter<W> {
     fn track(&mut self, event: &Event) {
         let Some(labs) = &mut self.live else { return };
         match event {
-            Event::LabStarted { lab, .. } => {
-                labs.insert(lab.clone(), LabStatus::default());
+            Event::LabStarted { lab, steps, .. } => {
+                let status = LabStatus {
+                    steps: *steps,
+                    ..LabStatus::default()
+                };
+                labs.insert(lab.clone(), status);
             }
             Event::LabFinished { lab, .. } => {
                 labs.remove(lab);
             }
             Event::StepStarted { lab, index, name } => {
                 if let Some(status) = labs.get_mut(lab) {
-                    status.step = Some(format!("step {}: {name}", index + 1));
+                    status.started = index + 1;
+                    status.step = Some(format!("step {}/{}: {name}", index + 1, status.steps));
                 }
             }
             Event::VmBooting { lab, vm } | Event::VmReady { lab, vm, .. } => {
@@ -93,7 +108,7 @@ impl<W: Write> TerminalReporter<W> {
         }
     }
 
-    /// `[lab] step N: name · vm1 ready, vm2 booting | [lab2] …`, cut to fit.
+    /// `[lab] ▰▰▱… step N/M: name · vm1 ready, vm2 booting | [lab2] …`, cut to fit.
     fn status(&self) -> String {
         let Some(labs) = &self.live else {
             return String::new();
@@ -111,7 +126,7 @@ impl<W: Write> TerminalReporter<W> {
                     .filter(|part| !part.is_empty())
                     .collect::<Vec<_>>()
                     .join(" · ");
-                format!("[{lab}] {doing}")
+                format!("[{lab}] {} {doing}", bar(status.started, status.steps))
             })
             .collect();
         parts.join(" | ").chars().take(STATUS_WIDTH).collect()
@@ -252,6 +267,7 @@ mod tests {
                 network: "namespace".into(),
                 stand_ins: vec![],
                 substitutions: vec![],
+                steps: 4,
             },
             Event::VmBooting {
                 lab: "socket".into(),
@@ -288,7 +304,10 @@ mod tests {
         // The step's start prints no line of its own: after the last
         // erasure there is only the status.
         let status = text.rsplit(CLEAR_LINE).next().expect("a status line");
-        assert_eq!(status, "[socket] step 2: Ping VM2 · vm1 ready, vm2 booting");
+        assert_eq!(
+            status,
+            "[socket] ▰▰▰▰▰▱▱▱▱▱ step 2/4: Ping VM2 · vm1 ready, vm2 booting"
+        );
         assert!(text.contains("   [socket] vm1: shell ready after 3.0s\n"));
     }
 

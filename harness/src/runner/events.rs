@@ -24,6 +24,8 @@ pub enum Event {
         stand_ins: Vec<StandInReport>,
         /// Changes that apply to the whole lab (`sudo` in its namespace).
         substitutions: Vec<SubstitutionReport>,
+        /// How many steps the lab has, cleanup included (for progress).
+        steps: usize,
     },
     /// A VM's QEMU command line was rewritten: these are the declared changes.
     VmPrepared {

@@ -53,6 +53,7 @@ pub async fn run_lab(lab: &Lab, ctx: &RunContext, events: &EventSink) -> Result<
         work_dir: run.work_dir.display().to_string(),
         network: network_name(lab.network).to_string(),
         substitutions: lab_substitutions(lab),
+        steps: lab.steps.len() + lab.cleanup.len(),
         stand_ins: lab
             .images
             .iter()
