@@ -210,6 +210,11 @@ async fn dropping_a_child_kills_its_whole_group() {
     );
 
     drop(child);
+    assert_group_empties(group).await;
+}
+
+/// Fails unless process group `group` is empty within 2 s.
+async fn assert_group_empties(group: u32) {
     let left = poll(
         Duration::from_secs(2),
         || live_members(group),
@@ -295,13 +300,7 @@ async fn run_shell_kills_a_never_ending_command_at_its_deadline() {
         .trim()
         .parse()
         .expect("the shell printed its pid");
-    let left = poll(
-        Duration::from_secs(2),
-        || live_members(group),
-        Vec::is_empty,
-    )
-    .await;
-    assert!(left.is_empty(), "still alive in group {group}: {left:?}");
+    assert_group_empties(group).await;
 }
 
 #[tokio::test]
