@@ -1,0 +1,3 @@
+//! Grading student submissions (`labcheck grade`, `labcheck selftest`).
+
+pub mod model;
