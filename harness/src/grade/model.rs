@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::scenario::model::Visibility;
+
 /// Bumped when a field changes meaning or disappears (adding one does not).
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -111,17 +113,4 @@ pub enum CheckStatus {
     Failed,
     /// A check it depends on did not pass; `observed` names which.
     Skipped,
-}
-
-/// Who may see a check's result, as Gradescope names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Visibility {
-    /// Shown to the student with its evidence. The default.
-    #[default]
-    Visible,
-    /// Never shown to the student; counted as hidden in their feedback.
-    Hidden,
-    /// Shown to the student once the due date has passed.
-    AfterDueDate,
 }

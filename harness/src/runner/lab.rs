@@ -1,6 +1,6 @@
 //! One lab, start to finish: work dir, stand-ins, steps, cleanup.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -17,13 +17,17 @@ use crate::report::{
     TranscriptReport,
 };
 use crate::scenario::model::{
-    Action, Check, DigestMode, Erratum, FieldExpect, GuestForm, Interaction, Lab, Network, Step,
+    Action, AfterFailure, Check, DigestMode, Erratum, FieldExpect, GuestForm, Interaction, Lab,
+    Network, Origin, Step,
 };
 use crate::time::{Deadline, TimeScale};
 use crate::vm::{
     fixed_ports, free_loopback_ports, process, rewrite, CommandLine, Enclosure, ShellExit,
     ShellOutput,
 };
+
+mod observe;
+mod student;
 
 /// Timeouts for steps that do not set their own, as under KVM.
 const HOST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,14 +70,21 @@ pub async fn run_lab(lab: &Lab, ctx: &RunContext, events: &EventSink) -> Result<
     run.place_stand_ins()?;
 
     let mut failed_step: Option<String> = None;
+    let mut passed_ids = HashSet::new();
     let mut index = 0;
     for step in &lab.steps {
-        let report = match &failed_step {
-            Some(failed) => skipped(step, failed),
-            None => run.step(index, step).await,
+        let unmet = step.depends_on.iter().find(|id| !passed_ids.contains(*id));
+        let report = match (&failed_step, unmet) {
+            (Some(failed), _) => skipped(step, &format!("the earlier step `{failed}`")),
+            (None, Some(id)) => skipped(step, &format!("`{id}`")),
+            (None, None) => run.step(index, step).await,
         };
-        if failed_step.is_none() && matches!(report.outcome, Outcome::Failed | Outcome::Error) {
+        let failed = matches!(report.outcome, Outcome::Failed | Outcome::Error);
+        if failed && lab.after_failure == AfterFailure::SkipRest && failed_step.is_none() {
             failed_step = Some(step.name.clone());
+        }
+        if let (Some(id), Outcome::Passed) = (&step.id, report.outcome) {
+            passed_ids.insert(id.clone());
         }
         run.finish_step(index, report);
         index += 1;
@@ -104,6 +115,8 @@ struct LabRun<'a> {
     transcript_dir: PathBuf,
     transcripts: Vec<TranscriptReport>,
     boots: HashMap<String, usize>,
+    /// Each VM's command line as last launched, for checks of what it was.
+    launched: HashMap<String, CommandLine>,
     digests: HashMap<String, String>,
     /// Where host commands and QEMU run: the host, or the lab's namespace.
     enclosure: Enclosure,
@@ -162,6 +175,7 @@ impl<'a> LabRun<'a> {
             transcript_dir,
             transcripts: Vec::new(),
             boots: HashMap::new(),
+            launched: HashMap::new(),
             digests: HashMap::new(),
             enclosure: Enclosure::host(),
             host_backgrounds: HashMap::new(),
@@ -421,6 +435,17 @@ impl<'a> LabRun<'a> {
             Action::NotChecked { reason } => Err(StepFailure::error(format!(
                 "a claim not checked has nothing to perform ({reason})"
             ))),
+            Action::Slot { path, .. } => Err(StepFailure::error(format!(
+                "the slot `{path}` was not filled from a submission"
+            ))),
+            Action::Lines { vm, lines } => {
+                let deadline = self.deadline(step, GUEST_TIMEOUT);
+                self.type_lines(vm, lines, deadline).await
+            }
+            Action::Sandboxed { script } => {
+                let deadline = self.deadline(step, HOST_TIMEOUT);
+                self.sandboxed(script, deadline).await
+            }
         }
     }
 
@@ -564,7 +589,12 @@ impl<'a> LabRun<'a> {
     async fn boot(&mut self, step: &Step, names: &[String]) -> Result<Performed, StepFailure> {
         let deadline = self.deadline(step, BOOT_TIMEOUT);
         let mut boots = tokio::task::JoinSet::new();
+        let mut refused = Vec::new();
         for name in names {
+            if let Some(reason) = self.refusal(name) {
+                refused.push(format!("{name} was not started: {reason}"));
+                continue;
+            }
             let request = self.boot_request(name, deadline)?;
             self.events.emit(Event::VmBooting {
                 lab: self.lab.id.clone(),
@@ -605,6 +635,13 @@ impl<'a> LabRun<'a> {
         if let Some(failure) = failure {
             return Err(failure);
         }
+        if !refused.is_empty() {
+            return Err(StepFailure {
+                outcome: Outcome::Failed,
+                message: refused.join("; "),
+                tail: Vec::new(),
+            });
+        }
         let expects_exit = step.expect.exit.is_some();
         let mut own = Vec::new();
         if expects_exit && exits.is_empty() {
@@ -622,6 +659,15 @@ impl<'a> LabRun<'a> {
         })
     }
 
+    /// Why `name` may not boot: its command line was missing from the
+    /// submission or refused by the allow-list.
+    fn refusal(&self, name: &str) -> Option<String> {
+        self.lab.vms.iter().find_map(|vm| match &vm.origin {
+            Origin::Refused(reason) if vm.name == name => Some(reason.clone()),
+            _ => None,
+        })
+    }
+
     fn boot_request(&mut self, name: &str, deadline: Deadline) -> Result<BootRequest, StepFailure> {
         let spec = self
             .lab
@@ -631,6 +677,7 @@ impl<'a> LabRun<'a> {
             .ok_or_else(|| StepFailure::error(format!("no VM named {name}")))?;
         let parsed =
             CommandLine::parse(&spec.qemu).map_err(|e| StepFailure::error(e.to_string()))?;
+        self.launched.insert(name.to_string(), parsed.clone());
         let count = self.boots.entry(name.to_string()).or_insert(0);
         *count += 1;
         let run_dir = self
@@ -830,6 +877,11 @@ impl<'a> LabRun<'a> {
                     own_mismatches: own,
                 })
             }
+            Check::Running { vms } => self.running(vms, deadline).await,
+            Check::Traffic { from, to } => self.traffic(from, to, deadline).await,
+            Check::Subnet { vms } => self.subnet(vms, deadline).await,
+            Check::SocketLink { listen, connect } => Ok(self.socket_link(listen, connect)),
+            Check::BridgedTaps { count } => self.bridged_taps(*count, deadline).await,
         }
     }
 }
@@ -887,10 +939,11 @@ fn with_command(action: &Action, fix: &str) -> Action {
     }
 }
 
-fn skipped(step: &Step, failed: &str) -> StepReport {
+/// A step not run because `what` (a step before it) did not pass.
+fn skipped(step: &Step, what: &str) -> StepReport {
     StepReport {
         outcome: Outcome::Skipped,
-        note: Some(format!("skipped: the earlier step `{failed}` did not pass")),
+        note: Some(format!("skipped: {what} did not pass")),
         ..blank_report(step)
     }
 }
@@ -936,6 +989,9 @@ fn describe_action(action: &Action) -> (&'static str, Option<String>, Option<Str
         Action::Wait { label } => ("wait", None, Some(format!("wait for `{label}`"))),
         Action::Probe { vm, command } => ("probe", vm.clone(), Some(command.clone())),
         Action::NotChecked { .. } => ("claim", None, None),
+        Action::Slot { path, vm } => ("slot", vm.clone(), Some(path.clone())),
+        Action::Lines { vm, lines } => ("guest", Some(vm.clone()), Some(lines.join("\n"))),
+        Action::Sandboxed { script } => ("host", None, Some(script.clone())),
     }
 }
 
@@ -972,6 +1028,13 @@ fn describe_check(check: &Check) -> String {
             DigestMode::Save(key) => format!("sha256 of {path}, saved as `{key}`"),
             DigestMode::SameAs(key) => format!("sha256 of {path} equals `{key}`"),
         },
+        Check::Running { vms } => format!("{} running", vms.join(" and ")),
+        Check::Traffic { from, to } => format!("traffic from {from} reaches {to}"),
+        Check::Subnet { vms } => format!("{} share an IPv4 subnet", vms.join(" and ")),
+        Check::SocketLink { listen, connect } => {
+            format!("{connect} connects to a socket {listen} listens on")
+        }
+        Check::BridgedTaps { count } => format!("a bridge with {count} taps"),
     }
 }
 

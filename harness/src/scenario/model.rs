@@ -31,6 +31,113 @@ pub struct Lab {
     pub steps: Vec<Step>,
     /// Steps that run after `steps`, whatever happened to them.
     pub cleanup: Vec<Step>,
+    /// `[slot]` and `[[grade]]`: how a student's submission is graded on
+    /// this lab. `None` for labs that only verify the handout.
+    pub grading: Option<Grading>,
+    /// What the runner does after a step fails.
+    pub after_failure: AfterFailure,
+}
+
+/// What the runner does with the steps after one that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AfterFailure {
+    /// Verifying a handout: the rest depends on what failed; skip it.
+    #[default]
+    SkipRest,
+    /// Grading: every step runs, except those whose `depends-on` did not
+    /// pass, because each rubric check earns its points on its own.
+    GoOn,
+}
+
+/// A lab's grading: the files a submission may hold and the program that
+/// runs them, with the rubric's checks in it.
+#[derive(Debug, Clone)]
+pub struct Grading {
+    pub slots: Vec<Slot>,
+    /// `[[grade]]` in file order: grader steps, the student's slots and
+    /// the rubric's checks.
+    pub program: Vec<GradeStep>,
+}
+
+impl Grading {
+    pub fn slot(&self, path: &str) -> Option<&Slot> {
+        self.slots.iter().find(|slot| slot.path == path)
+    }
+
+    pub fn checks(&self) -> impl Iterator<Item = (&Step, &RubricCheck)> {
+        self.program.iter().filter_map(|entry| match &entry.role {
+            Role::Check(check) => Some((&entry.step, check)),
+            _ => None,
+        })
+    }
+
+    pub fn max_points(&self) -> u32 {
+        self.checks().map(|(_, check)| check.points).sum()
+    }
+}
+
+/// A file of the submission contract, e.g. `socket/vm1.qemu`.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    /// Relative path inside a submission.
+    pub path: String,
+    pub kind: SlotKind,
+    /// What the reference submission holds: the handout's own command, with
+    /// the lab's errata fixed.
+    pub default: String,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotKind {
+    /// `.qemu`: the command line of this VM.
+    Qemu { vm: String },
+    /// `.guest`: lines typed one by one into a VM's shell.
+    Guest,
+    /// `.sh`: host commands run by `sh` in the submission's sandbox.
+    Shell,
+}
+
+#[derive(Debug, Clone)]
+pub struct GradeStep {
+    pub step: Step,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone)]
+pub enum Role {
+    /// labcheck's own step (make the inputs, boot, reboot).
+    Grader,
+    /// Runs a slot of the submission (`slot = "…"`).
+    Student { slot: String },
+    /// A rubric check: an observation of labcheck's own, worth points.
+    Check(RubricCheck),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RubricCheck {
+    pub id: String,
+    pub points: u32,
+    /// Checks that must pass for this one to run; otherwise it is skipped.
+    pub depends_on: Vec<String>,
+    pub visibility: Visibility,
+    pub hint: Option<String>,
+    /// The submission files this check grades: if one is missing, the check
+    /// fails as not submitted without running.
+    pub grades: Vec<String>,
+}
+
+/// Who may see a check's result, as Gradescope names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Shown to the student with its evidence. The default.
+    #[default]
+    Visible,
+    /// Never shown to the student; counted as hidden in their feedback.
+    Hidden,
+    /// Shown to the student once the due date has passed.
+    AfterDueDate,
 }
 
 /// `network = "host"` (the default) or `network = "namespace"`.
@@ -69,6 +176,21 @@ pub struct VmSpec {
     /// The handout's command line, verbatim (continuations and all).
     pub qemu: String,
     pub location: Location,
+    /// Where the command line came from, and so how far it is trusted.
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// The lab file: validated with it before anything runs.
+    #[default]
+    LabFile,
+    /// A student's `.qemu` file that passed the allow-list: its images are
+    /// confined to the work dir when the VM boots.
+    Submission,
+    /// A student's `.qemu` file that is missing or was refused: booting the
+    /// VM fails with this reason.
+    Refused(String),
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +205,10 @@ pub struct Step {
     /// `background = "label"` on a `host` or `run` step: started and left
     /// running; a later `wait = "label"` step waits for it and judges it.
     pub background: Option<String>,
+    /// Names this step for `depends_on` (rubric checks have one).
+    pub id: Option<String>,
+    /// Steps (by `id`) that must have passed for this one to run.
+    pub depends_on: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +241,14 @@ pub enum Action {
     /// `not-checked = "reason"`: a claim of the handout that cannot be shown
     /// here. Reported as not checked, never as passed.
     NotChecked { reason: String },
+    /// `slot = "…"` in `[[grade]]`: a submission file, resolved into
+    /// [`Action::Lines`] or [`Action::Sandboxed`] before the lab runs.
+    Slot { path: String, vm: Option<String> },
+    /// A student's `.guest` file: each line typed into the VM's shell in
+    /// turn, whatever the one before did.
+    Lines { vm: String, lines: Vec<String> },
+    /// A student's `.sh` file, run by `sh` in the submission's sandbox.
+    Sandboxed { script: String },
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +275,23 @@ pub enum Check {
     /// `check = { digest = "vm1.qcow2", save = "before" }` records the sha256;
     /// `check = { digest = "vm1.qcow2", same-as = "before" }` compares with it.
     Digest { path: String, mode: DigestMode },
+    /// `check = { running = ["vm1", "vm2"] }`: each VM runs and its control
+    /// channel answers.
+    Running { vms: Vec<String> },
+    /// `check = { traffic = ["vm2", "vm1"] }`: a random nonce, made now,
+    /// sent with `nc` from the first VM to an address of the second, is read
+    /// back on the second; both ends on labcheck's control channels.
+    Traffic { from: String, to: String },
+    /// `check = { subnet = ["vm1", "vm2"] }`: the VMs have IPv4 addresses
+    /// (besides loopback) in one shared subnet, as their kernels report.
+    Subnet { vms: Vec<String> },
+    /// `check = { socket-link = ["vm1", "vm2"] }`: as launched, the first
+    /// VM's NIC is on a `-netdev socket` that listens on a port and the
+    /// second's on one that connects to it.
+    SocketLink { listen: String, connect: String },
+    /// `check = { bridged-taps = 2 }`: the lab's namespace has a bridge with
+    /// at least this many tap devices attached.
+    BridgedTaps { count: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -23,6 +23,17 @@ pub(super) struct RawLab {
     pub step: Vec<Spanned<RawStep>>,
     #[serde(default)]
     pub cleanup: Vec<Spanned<RawStep>>,
+    #[serde(default)]
+    pub slot: BTreeMap<Spanned<String>, Spanned<RawSlot>>,
+    #[serde(default)]
+    pub grade: Vec<Spanned<RawStep>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSlot {
+    pub vm: Option<Spanned<String>>,
+    pub default: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +70,15 @@ pub(super) struct RawStep {
     pub expect: Option<Spanned<RawExpect>>,
     pub erratum: Option<Spanned<RawErratum>>,
     pub timeout: Option<Spanned<String>>,
+    // Grading only (`[[grade]]`).
+    pub slot: Option<Spanned<String>>,
+    pub id: Option<Spanned<String>>,
+    /// Wider than the points type so that `points = -1` reaches validation.
+    pub points: Option<Spanned<i64>>,
+    pub depends_on: Option<Spanned<Strings>>,
+    pub visibility: Option<Spanned<String>>,
+    pub hint: Option<Spanned<String>>,
+    pub grades: Option<Spanned<Strings>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +101,11 @@ pub(super) struct RawCheck {
     pub save: Option<Spanned<String>>,
     pub same_as: Option<Spanned<String>>,
     pub no_links: Option<Spanned<Strings>>,
+    pub running: Option<Spanned<Strings>>,
+    pub traffic: Option<Spanned<Strings>>,
+    pub subnet: Option<Spanned<Strings>>,
+    pub socket_link: Option<Spanned<Strings>>,
+    pub bridged_taps: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,8 @@
 //! Phase two: the raw lab checked and turned into the model. Every problem is
 //! collected in one pass, so an author fixes a file in one go.
 
+mod grading;
+
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
@@ -11,8 +13,8 @@ use toml::Spanned;
 
 use super::error::{Problem, TextPosition};
 use super::model::{
-    Action, Check, DigestMode, Erratum, Expectation, FieldExpect, GuestForm, ImageStandIn,
-    Interaction, Lab, Location, Network, Step, VmSpec,
+    Action, AfterFailure, Check, DigestMode, Erratum, Expectation, FieldExpect, GuestForm,
+    ImageStandIn, Interaction, Lab, Location, Network, Origin, Step, VmSpec,
 };
 use super::raw::{
     in_file_order, items, RawCheck, RawErratum, RawExpect, RawHeader, RawInteraction, RawLab,
@@ -45,6 +47,8 @@ pub(super) fn validate(path: &Path, text: &str, raw: &RawLab) -> Result<Lab, Vec
         network: Network::Host,
         backgrounds: HashMap::new(),
         busy_consoles: HashMap::new(),
+        slot_paths: raw.slot.keys().map(|path| path.get_ref().clone()).collect(),
+        check_ids: HashMap::new(),
     };
     let lab = validator.lab(raw);
     match lab {
@@ -77,6 +81,10 @@ struct Validator<'a> {
     backgrounds: HashMap<String, Background>,
     /// VMs whose console a background command holds: VM → label.
     busy_consoles: HashMap<String, String>,
+    /// The `[slot."…"]` paths the lab declares.
+    slot_paths: Vec<String>,
+    /// Rubric check ids seen so far in `[[grade]]`, for `depends-on`.
+    check_ids: HashMap<String, Range<usize>>,
 }
 
 struct Background {
@@ -101,6 +109,7 @@ impl Validator<'_> {
         }
         let steps = self.all(&raw.step, |v, step| v.step(step, "[[step]]"));
         let cleanup = self.all(&raw.cleanup, |v, step| v.step(step, "[[cleanup]]"));
+        let grading = self.grading(raw);
         let (id, title, handout) = header?;
         Some(Lab {
             id,
@@ -112,6 +121,8 @@ impl Validator<'_> {
             vms: vms?,
             steps: steps?,
             cleanup: cleanup?,
+            grading: grading?,
+            after_failure: AfterFailure::SkipRest,
         })
     }
 
@@ -246,6 +257,7 @@ impl Validator<'_> {
             name: name.get_ref().clone(),
             qemu: qemu?.get_ref().clone(),
             location: self.location(vm.span()),
+            origin: Origin::LabFile,
         })
     }
 
@@ -284,6 +296,9 @@ impl Validator<'_> {
             (erratum, _, _) => erratum,
         };
         let timeout = self.optional(step.timeout.as_ref(), Self::timeout);
+        if table != "[[grade]]" {
+            self.grading_keys_outside_grade(step, table)?;
+        }
         Some(Step {
             name: name?,
             location: self.location(raw.span()),
@@ -292,6 +307,8 @@ impl Validator<'_> {
             erratum: erratum?,
             timeout: timeout?,
             background: background?,
+            id: None,
+            depends_on: Vec::new(),
         })
     }
 
@@ -446,6 +463,7 @@ impl Validator<'_> {
             ("probe", step.probe.as_ref().map(Spanned::span)),
             ("wait", step.wait.as_ref().map(Spanned::span)),
             ("not-checked", step.not_checked.as_ref().map(Spanned::span)),
+            ("slot", step.slot.as_ref().map(Spanned::span)),
         ]
         .into_iter()
         .filter_map(|(key, span)| Some((key, span?)))
@@ -455,7 +473,8 @@ impl Validator<'_> {
                 return self.reject(
                     Problem::new(head.clone(), "this step has no action", "no action").with_help(
                         "add one of `host`, `run` (with `on`), `interact` (with `on`), `boot`, \
-                         `reboot`, `poweroff`, `check`, `probe`, `wait` or `not-checked`",
+                         `reboot`, `poweroff`, `check`, `probe`, `wait`, `not-checked` or \
+                         (in [[grade]]) `slot`",
                     ),
                 );
             }
@@ -477,8 +496,8 @@ impl Validator<'_> {
             }
         };
         let on = match (key, &step.on) {
-            ("run" | "interact" | "probe", Some(on)) => Some(self.vm_reference(on)),
-            ("probe", None) => Some(None),
+            ("run" | "interact" | "probe" | "slot", Some(on)) => Some(self.vm_reference(on)),
+            ("probe" | "slot", None) => Some(None),
             ("run" | "interact", None) => {
                 return self.reject(
                     Problem::new(span, format!("`{key}` needs `on`"), "which VM?").with_help(
@@ -496,7 +515,9 @@ impl Validator<'_> {
                         format!("`on` does not apply to `{key}`"),
                         "not used",
                     )
-                    .with_help("`on` goes with `run`, `interact` and `probe` only; remove it"),
+                    .with_help(
+                        "`on` goes with `run`, `interact`, `probe` and `slot` only; remove it",
+                    ),
                 );
             }
             (_, None) => None,
@@ -555,6 +576,9 @@ impl Validator<'_> {
             let name = self.vm_reference(vm)?;
             self.console_free(&name, vm.span())?;
             return Some(Action::Poweroff { vm: name });
+        }
+        if let Some(path) = &step.slot {
+            return self.slot_action(path, on?);
         }
         let check = step.check.as_ref()?;
         self.check(check).map(Action::Check)
@@ -633,6 +657,23 @@ impl Validator<'_> {
                 CheckKind::NoLinks,
                 check.no_links.as_ref().map(Spanned::span),
             ),
+            (
+                CheckKind::Running,
+                check.running.as_ref().map(Spanned::span),
+            ),
+            (
+                CheckKind::Traffic,
+                check.traffic.as_ref().map(Spanned::span),
+            ),
+            (CheckKind::Subnet, check.subnet.as_ref().map(Spanned::span)),
+            (
+                CheckKind::SocketLink,
+                check.socket_link.as_ref().map(Spanned::span),
+            ),
+            (
+                CheckKind::BridgedTaps,
+                check.bridged_taps.as_ref().map(Spanned::span),
+            ),
         ]
         .into_iter()
         .filter_map(|(kind, span)| Some((kind, span?)))
@@ -642,7 +683,8 @@ impl Validator<'_> {
                 return self.reject(
                     Problem::new(
                         head,
-                        "a check needs `qemu-img-info`, `file`, `digest` or `no-links`",
+                        "a check needs `qemu-img-info`, `file`, `digest`, `no-links`, \
+                         `running`, `traffic`, `subnet`, `socket-link` or `bridged-taps`",
                         "what to check?",
                     )
                     .with_help("for example: check = { file = \"vm2.qcow2\", exists = true }"),
@@ -673,6 +715,11 @@ impl Validator<'_> {
             CheckKind::File => self.file_check(check),
             CheckKind::Digest => self.digest_check(check, &head),
             CheckKind::NoLinks => self.no_links_check(check),
+            CheckKind::Running => self.running_check(check.running.as_ref()?),
+            CheckKind::Traffic => self.traffic_check(check.traffic.as_ref()?),
+            CheckKind::Subnet => self.subnet_check(check.subnet.as_ref()?),
+            CheckKind::SocketLink => self.socket_link_check(check.socket_link.as_ref()?),
+            CheckKind::BridgedTaps => self.bridged_taps_check(check.bridged_taps.as_ref()?),
         };
         if misplaced {
             return None;
@@ -798,16 +845,7 @@ impl Validator<'_> {
 
     fn no_links_check(&mut self, check: &RawCheck) -> Option<Check> {
         let raw = check.no_links.as_ref()?;
-        if self.network != Network::Namespace {
-            return self.reject(
-                Problem::new(
-                    raw.span(),
-                    "`no-links` checks the lab's own namespace, and this lab has none",
-                    "no namespace",
-                )
-                .with_help("add network = \"namespace\" to [lab]"),
-            );
-        }
+        self.namespace_only(raw.span(), "no-links")?;
         let kinds: Vec<String> = items(raw).into_iter().map(|(_, k)| k.to_owned()).collect();
         if kinds.is_empty() {
             return self.reject(
@@ -913,6 +951,8 @@ impl Validator<'_> {
             Action::Probe { .. } => "probe",
             Action::Wait { .. } => "wait",
             Action::NotChecked { .. } => "not-checked",
+            Action::Slot { .. } => "slot",
+            Action::Lines { .. } | Action::Sandboxed { .. } => "student's",
             Action::Check(_) | Action::Host { .. } | Action::Guest { .. } => "check",
         };
         let span = raw
@@ -1121,6 +1161,11 @@ enum CheckKind {
     File,
     Digest,
     NoLinks,
+    Running,
+    Traffic,
+    Subnet,
+    SocketLink,
+    BridgedTaps,
 }
 
 impl CheckKind {
@@ -1130,6 +1175,11 @@ impl CheckKind {
             CheckKind::File => "file",
             CheckKind::Digest => "digest",
             CheckKind::NoLinks => "no-links",
+            CheckKind::Running => "running",
+            CheckKind::Traffic => "traffic",
+            CheckKind::Subnet => "subnet",
+            CheckKind::SocketLink => "socket-link",
+            CheckKind::BridgedTaps => "bridged-taps",
         }
     }
 
@@ -1138,7 +1188,12 @@ impl CheckKind {
             CheckKind::QemuImgInfo => &["field", "equals", "absent"],
             CheckKind::File => &["exists"],
             CheckKind::Digest => &["save", "same-as"],
-            CheckKind::NoLinks => &[],
+            CheckKind::NoLinks
+            | CheckKind::Running
+            | CheckKind::Traffic
+            | CheckKind::Subnet
+            | CheckKind::SocketLink
+            | CheckKind::BridgedTaps => &[],
         }
     }
 }
@@ -1328,7 +1383,7 @@ mod tests {
     )]
     #[case::check_of_nothing(
         "[[step]]\nname = \"a\"\ncheck = {}\n",
-        "15:9: a check needs `qemu-img-info`, `file`, `digest` or `no-links`"
+        "15:9: a check needs `qemu-img-info`, `file`, `digest`, `no-links`, `running`, `traffic`, `subnet`, `socket-link` or `bridged-taps`"
     )]
     #[case::check_of_two_things(
         "[[step]]\nname = \"a\"\ncheck = { file = \"f\", digest = \"f\" }\n",
