@@ -1,3 +1,4 @@
 //! Grading student submissions (`labcheck grade`, `labcheck selftest`).
 
 pub mod model;
+pub mod outputs;
