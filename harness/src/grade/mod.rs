@@ -1,4 +1,5 @@
 //! Grading student submissions (`labcheck grade`, `labcheck selftest`).
 
+pub mod allowlist;
 pub mod model;
 pub mod outputs;
