@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod console;
+pub mod grade;
 pub mod guest;
 pub mod net;
 pub mod report;

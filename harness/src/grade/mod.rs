@@ -1,0 +1,3 @@
+//! `labcheck grade`: students' submissions graded against real VMs.
+
+pub mod submission;
