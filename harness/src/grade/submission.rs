@@ -150,13 +150,11 @@ pub fn discover(dir: &Path) -> Result<Discovery, SubmissionError> {
         let path = entry.path();
         let name = entry.file_name();
         match classify_entry(&name, file_type) {
-            Classified::Submission { student, kind } => {
-                found.sources.push(Source {
-                    student,
-                    path,
-                    kind,
-                })
-            }
+            Classified::Submission { student, kind } => found.sources.push(Source {
+                student,
+                path,
+                kind,
+            }),
             Classified::Rejected(reason) => found.rejected.push(Rejected {
                 entry: printable(&name.to_string_lossy()),
                 path,
@@ -327,7 +325,9 @@ struct Scan<'a> {
     slots: &'a [&'a str],
     limits: &'a Limits,
     roots: BTreeMap<String, Findings>,
-    unsafe_paths: Vec<String>,
+    /// The first few unsafe archive paths, quoted, and how many there were.
+    unsafe_paths_named: Vec<String>,
+    unsafe_paths: usize,
     other_files: usize,
     entries: usize,
     bytes_read: u64,
@@ -342,7 +342,8 @@ impl<'a> Scan<'a> {
             slots,
             limits,
             roots: BTreeMap::new(),
-            unsafe_paths: Vec::new(),
+            unsafe_paths_named: Vec::new(),
+            unsafe_paths: 0,
             other_files: 0,
             entries: 0,
             bytes_read: 0,
@@ -383,14 +384,18 @@ impl<'a> Scan<'a> {
     /// (after noting a problem if it is a slot, or the way to one, gone wrong).
     fn judge(&mut self, path: &str, separators: &[char], entry: EntryType) -> Option<Target> {
         let Some(components) = safe_components(path, separators) else {
-            self.unsafe_paths.push(path.to_string());
+            self.unsafe_paths += 1;
+            if self.unsafe_paths_named.len() < UNSAFE_PATHS_NAMED {
+                self.unsafe_paths_named.push(quoted(path));
+            }
             return None;
         };
         if components.is_empty() {
             return None;
         }
         let Some((root, rest)) = self.locate(&components) else {
-            let explained = entry == EntryType::Symlink && self.note_symlinked_directory(&components);
+            let explained =
+                entry == EntryType::Symlink && self.note_symlinked_directory(&components);
             if !explained && entry != EntryType::Directory {
                 self.other_files += 1;
             }
@@ -542,8 +547,15 @@ impl<'a> Scan<'a> {
                 ));
             }
         }
-        if !self.unsafe_paths.is_empty() {
-            loaded.problems.push(unsafe_paths_problem(&self.unsafe_paths));
+        if self.unsafe_paths > 0 {
+            let more = match self.unsafe_paths - self.unsafe_paths_named.len() {
+                0 => String::new(),
+                more => format!(" and {more} more"),
+            };
+            loaded.problems.push(format!(
+                "archive entries not read, their paths being absolute or holding `..`: {}{more}",
+                self.unsafe_paths_named.join(", ")
+            ));
         }
         if self.other_files > 0 {
             loaded.problems.push(format!(
@@ -562,22 +574,6 @@ fn root_name(root: &str) -> String {
     } else {
         quoted(&format!("{root}/"))
     }
-}
-
-fn unsafe_paths_problem(paths: &[String]) -> String {
-    let named: Vec<String> = paths
-        .iter()
-        .take(UNSAFE_PATHS_NAMED)
-        .map(|path| quoted(path))
-        .collect();
-    let more = match paths.len().saturating_sub(UNSAFE_PATHS_NAMED) {
-        0 => String::new(),
-        more => format!(" and {more} more"),
-    };
-    format!(
-        "archive entries not read, their paths being absolute or holding `..`: {}{more}",
-        named.join(", ")
-    )
 }
 
 /// The components of a relative `path` without `.` and empty ones (so
@@ -692,7 +688,9 @@ fn read_regular_file(path: &Path, target: Target, scan: &mut Scan) {
         }
         // Another name for the same file may lie outside the submission
         // (`ln /etc/shadow cow.sh`), just as a symbolic link would.
-        Ok((_, metadata)) if metadata.is_file() => "is a hard link (it has other names): not read".to_string(),
+        Ok((_, metadata)) if metadata.is_file() => {
+            "is a hard link (it has other names): not read".to_string()
+        }
         Ok(_) => "changed while it was read: not read".to_string(),
         Err(error) => format!("could not be opened: {error}"),
     };
@@ -711,8 +709,13 @@ fn open_archive(path: &Path, scan: &mut Scan) -> Result<Option<File>, Submission
         source,
     };
     let file = open_no_follow(path).map_err(open_error)?;
-    let size = file.metadata().map_err(open_error)?.len();
-    if size > scan.limits.max_archive_bytes {
+    let metadata = file.metadata().map_err(open_error)?;
+    if !metadata.is_file() {
+        return Err(open_error(io::Error::other(
+            "no longer a regular file (replaced since it was found?)",
+        )));
+    }
+    if metadata.len() > scan.limits.max_archive_bytes {
         scan.stop(format!(
             "the archive is larger than {}: not read",
             human_bytes(scan.limits.max_archive_bytes)
@@ -819,7 +822,9 @@ fn tar_entry_type(entry_type: tar::EntryType) -> EntryType {
 struct TotalExceeded;
 
 fn is_total_exceeded(error: &io::Error) -> bool {
-    error.get_ref().is_some_and(|inner| inner.is::<TotalExceeded>())
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<TotalExceeded>())
 }
 
 /// A reader that fails with [`TotalExceeded`] once more than `left` bytes
@@ -852,7 +857,9 @@ impl<R: Read> Read for Capped<R> {
             self.exceeded = true;
             return Err(io::Error::other(TotalExceeded));
         }
-        let wanted = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let wanted = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
         let count = self.inner.read(&mut buf[..wanted])?;
         self.left -= count as u64;
         Ok(count)
@@ -947,7 +954,8 @@ mod tests {
 
     fn zip_of(items: &[Item]) -> Vec<u8> {
         let mut writer = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
-        let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        let options =
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
         for item in items {
             match *item {
                 F(path, content) => {
@@ -1049,11 +1057,24 @@ mod tests {
         #[case] link: Item,
     ) {
         let temp = TempDir::new().unwrap();
-        submit(temp.path(), "bob", Pack::Directory, &[F("clone/cow.sh", b"bob's\n")]);
-        let source = submit(temp.path(), "alice", pack, &[link, F("socket/vm1.qemu", VM1)]);
+        submit(
+            temp.path(),
+            "bob",
+            Pack::Directory,
+            &[F("clone/cow.sh", b"bob's\n")],
+        );
+        let source = submit(
+            temp.path(),
+            "alice",
+            pack,
+            &[link, F("socket/vm1.qemu", VM1)],
+        );
         let loaded = load_default(&source);
         assert_eq!(loaded.files.keys().collect::<Vec<_>>(), ["socket/vm1.qemu"]);
-        assert_eq!(loaded.problems, ["clone/cow.sh is a symbolic link: not read"]);
+        assert_eq!(
+            loaded.problems,
+            ["clone/cow.sh is a symbolic link: not read"]
+        );
     }
 
     #[rstest]
@@ -1112,7 +1133,12 @@ mod tests {
         let temp = TempDir::new().unwrap();
         let path = temp.path().join("alice.tgz");
         let mut builder = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
-        let link = tar_header(b"clone/cow.sh", tar::EntryType::Link, 0, Some("/etc/shadow"));
+        let link = tar_header(
+            b"clone/cow.sh",
+            tar::EntryType::Link,
+            0,
+            Some("/etc/shadow"),
+        );
         builder.append(&link, io::empty()).unwrap();
         let device = tar_header(b"clone/full.sh", tar::EntryType::Char, 0, None);
         builder.append(&device, io::empty()).unwrap();
@@ -1151,21 +1177,43 @@ mod tests {
         assert_eq!(loaded.files.keys().collect::<Vec<_>>(), ["socket/vm1.qemu"]);
         assert_eq!(
             loaded.problems,
-            ["archive entries not read, their paths being absolute or holding `..`: \
-              `../clone/cow.sh`, `/clone/full.sh`, `work/../../clone/vm2.qemu`"]
+            [
+                "archive entries not read, their paths being absolute or holding `..`: \
+              `../clone/cow.sh`, `/clone/full.sh`, `work/../../clone/vm2.qemu`"
+            ]
+        );
+    }
+
+    #[test]
+    fn many_unsafe_paths_are_named_up_to_five() {
+        let temp = TempDir::new().unwrap();
+        let names: Vec<String> = (1..=7).map(|n| format!("../{n}")).collect();
+        let items: Vec<Item> = names.iter().map(|name| F(name, b"")).collect();
+        let source = submit(temp.path(), "alice", Pack::TarGz, &items);
+        assert_eq!(
+            load_default(&source).problems,
+            [
+                "archive entries not read, their paths being absolute or holding `..`: \
+              `../1`, `../2`, `../3`, `../4`, `../5` and 2 more"
+            ]
         );
     }
 
     #[test]
     fn backslashes_in_a_zip_are_separators_and_cannot_escape() {
         let temp = TempDir::new().unwrap();
-        let items = [F("clone\\cow.sh", COW), F("..\\clone\\full.sh", b"escaped\n")];
+        let items = [
+            F("clone\\cow.sh", COW),
+            F("..\\clone\\full.sh", b"escaped\n"),
+        ];
         let source = submit(temp.path(), "alice", Pack::Zip, &items);
         let loaded = load_default(&source);
         assert_eq!(loaded.files.keys().collect::<Vec<_>>(), ["clone/cow.sh"]);
         assert_eq!(
             loaded.problems,
-            [r"archive entries not read, their paths being absolute or holding `..`: `..\clone\full.sh`"]
+            [
+                r"archive entries not read, their paths being absolute or holding `..`: `..\clone\full.sh`"
+            ]
         );
     }
 
@@ -1176,7 +1224,10 @@ mod tests {
         let temp = TempDir::new().unwrap();
         let at_limit = vec![b'#'; 64 * 1024];
         let past_limit = vec![b'#'; 64 * 1024 + 1];
-        let items = [F("clone/cow.sh", &at_limit), F("clone/full.sh", &past_limit)];
+        let items = [
+            F("clone/cow.sh", &at_limit),
+            F("clone/full.sh", &past_limit),
+        ];
         let source = submit(temp.path(), "alice", pack, &items);
         let loaded = load_default(&source);
         assert_eq!(loaded.files["clone/cow.sh"].len(), 64 * 1024);
@@ -1242,7 +1293,10 @@ mod tests {
         ];
         let source = submit(temp.path(), "alice", pack, &items);
         let loaded = load_default(&source);
-        assert_eq!(loaded.files.keys().collect::<Vec<_>>(), ["clone/cow.sh", "socket/vm1.qemu"]);
+        assert_eq!(
+            loaded.files.keys().collect::<Vec<_>>(),
+            ["clone/cow.sh", "socket/vm1.qemu"]
+        );
         assert_eq!(loaded.files["clone/cow.sh"].as_bytes(), COW);
         assert_eq!(
             loaded.problems,
@@ -1282,7 +1336,10 @@ mod tests {
             ..Limits::default()
         };
         let loaded = load(&source, SLOTS, &limits).unwrap();
-        assert_eq!(loaded.files.keys().collect::<Vec<_>>(), ["clone/cow.sh", "socket/vm1.qemu"]);
+        assert_eq!(
+            loaded.files.keys().collect::<Vec<_>>(),
+            ["clone/cow.sh", "socket/vm1.qemu"]
+        );
         assert_eq!(
             loaded.problems,
             [format!("the submission has more than {max_entries} entries: only the first {max_entries} were looked at")]
@@ -1296,6 +1353,7 @@ mod tests {
     #[case::zip(Pack::Zip, 2500, &["clone/cow.sh", "clone/full.sh"])]
     #[case::tar_gz(Pack::TarGz, 3500, &["clone/cow.sh", "clone/full.sh"])]
     #[case::tar_gz_cut_in_a_header(Pack::TarGz, 2000, &["clone/cow.sh"])]
+    #[case::tar_gz_cut_in_a_file(Pack::TarGz, 2500, &["clone/cow.sh"])]
     fn reading_stops_at_the_total_limit(
         #[case] pack: Pack,
         #[case] max_total_bytes: u64,
@@ -1303,7 +1361,11 @@ mod tests {
     ) {
         let temp = TempDir::new().unwrap();
         let kib = vec![b'#'; 1024];
-        let items = [F("clone/cow.sh", &kib), F("clone/full.sh", &kib), F("tap/setup.sh", &kib)];
+        let items = [
+            F("clone/cow.sh", &kib),
+            F("clone/full.sh", &kib),
+            F("tap/setup.sh", &kib),
+        ];
         let source = submit(temp.path(), "alice", pack, &items);
         let limits = Limits {
             max_total_bytes,
@@ -1329,7 +1391,10 @@ mod tests {
         };
         let loaded = load(&source, SLOTS, &limits).unwrap();
         assert!(loaded.files.is_empty());
-        assert_eq!(loaded.problems, ["the archive is larger than 16 bytes: not read"]);
+        assert_eq!(
+            loaded.problems,
+            ["the archive is larger than 16 bytes: not read"]
+        );
     }
 
     #[rstest]
@@ -1348,7 +1413,11 @@ mod tests {
         let loaded = load_default(&source);
         assert!(loaded.files.is_empty(), "{:?}", loaded.files);
         assert_eq!(loaded.problems.len(), 1, "{:?}", loaded.problems);
-        assert!(loaded.problems[0].starts_with(expected), "{:?}", loaded.problems);
+        assert!(
+            loaded.problems[0].starts_with(expected),
+            "{:?}",
+            loaded.problems
+        );
     }
 
     #[test]
@@ -1363,5 +1432,326 @@ mod tests {
             let error = load(&source, SLOTS, &Limits::default()).unwrap_err();
             assert!(matches!(error, SubmissionError::Open { .. }), "{error}");
         }
+    }
+
+    const GIB: u64 = 1 << 30;
+
+    /// A raw deflate stream of `prefix` then `zeros` zero bytes (a multiple
+    /// of 1 MiB), made in milliseconds: one compressed MiB of zeros repeated.
+    /// A sync-flushed block ends byte-aligned and its back-references reach
+    /// only zeros, so copies of it chain into one valid stream.
+    fn deflate_of_zeros(prefix: &[u8], zeros: u64) -> Vec<u8> {
+        const CHUNK: u64 = 1 << 20;
+        let mut stream = sync_flushed(prefix);
+        let chunk = sync_flushed(&vec![0; CHUNK as usize]);
+        for _ in 0..zeros / CHUNK {
+            stream.extend_from_slice(&chunk);
+        }
+        stream.extend_from_slice(&[0x03, 0x00]); // an empty final block
+        stream
+    }
+
+    fn sync_flushed(data: &[u8]) -> Vec<u8> {
+        let mut compress = Compress::new(Compression::best(), false);
+        let mut out = Vec::with_capacity(data.len() + 1024);
+        compress
+            .compress_vec(data, &mut out, FlushCompress::Sync)
+            .unwrap();
+        assert_eq!(compress.total_in(), data.len() as u64);
+        out
+    }
+
+    #[test]
+    fn the_bomb_stream_inflates_to_its_prefix_and_zeros() {
+        let stream = deflate_of_zeros(b"head", 3 << 20);
+        let mut inflated = Vec::new();
+        flate2::read::DeflateDecoder::new(&stream[..])
+            .read_to_end(&mut inflated)
+            .unwrap();
+        assert_eq!(inflated.len(), 4 + (3 << 20));
+        assert_eq!(&inflated[..4], b"head");
+        assert!(inflated[4..].iter().all(|byte| *byte == 0));
+    }
+
+    /// One zip entry, written byte by byte, so its sizes and CRC can lie.
+    struct RawZipEntry<'a> {
+        name: &'a str,
+        method: u16,
+        data: Vec<u8>,
+        crc: u32,
+        declared_size: u32,
+    }
+
+    fn raw_zip(entries: &[RawZipEntry]) -> Vec<u8> {
+        const DOS_DATE_1980_01_01: u16 = 0x21;
+        const UNIX_REGULAR_FILE: u32 = 0o100_644 << 16;
+        let mut zip = Vec::new();
+        let mut central = Vec::new();
+        for entry in entries {
+            let offset = zip.len() as u32;
+            let name = entry.name.as_bytes();
+            let sizes = |out: &mut Vec<u8>| {
+                out.extend_from_slice(&entry.method.to_le_bytes());
+                out.extend_from_slice(&0u16.to_le_bytes()); // time
+                out.extend_from_slice(&DOS_DATE_1980_01_01.to_le_bytes());
+                out.extend_from_slice(&entry.crc.to_le_bytes());
+                out.extend_from_slice(&(entry.data.len() as u32).to_le_bytes());
+                out.extend_from_slice(&entry.declared_size.to_le_bytes());
+                out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+                out.extend_from_slice(&0u16.to_le_bytes()); // extra field
+            };
+            zip.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+            zip.extend_from_slice(&20u16.to_le_bytes()); // version needed
+            zip.extend_from_slice(&0u16.to_le_bytes()); // flags
+            sizes(&mut zip);
+            zip.extend_from_slice(name);
+            zip.extend_from_slice(&entry.data);
+
+            central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+            central.extend_from_slice(&(3u16 << 8 | 20).to_le_bytes()); // made by Unix
+            central.extend_from_slice(&20u16.to_le_bytes());
+            central.extend_from_slice(&0u16.to_le_bytes());
+            sizes(&mut central);
+            central.extend_from_slice(&0u16.to_le_bytes()); // comment
+            central.extend_from_slice(&0u16.to_le_bytes()); // disk
+            central.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
+            central.extend_from_slice(&UNIX_REGULAR_FILE.to_le_bytes());
+            central.extend_from_slice(&offset.to_le_bytes());
+            central.extend_from_slice(name);
+        }
+        let central_offset = zip.len() as u32;
+        zip.extend_from_slice(&central);
+        zip.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+        zip.extend_from_slice(&[0; 4]); // disk numbers
+        zip.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+        zip.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+        zip.extend_from_slice(&(central.len() as u32).to_le_bytes());
+        zip.extend_from_slice(&central_offset.to_le_bytes());
+        zip.extend_from_slice(&0u16.to_le_bytes()); // comment
+        zip
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = flate2::Crc::new();
+        crc.update(data);
+        crc.sum()
+    }
+
+    /// 1 GiB of zeros in about 1 MiB, claiming its true size or a small one;
+    /// the file after it is still read.
+    #[rstest]
+    #[case::honest_size(GIB as u32)]
+    #[case::lying_size(100)]
+    fn a_zip_bomb_is_read_no_further_than_the_file_limit(#[case] declared_size: u32) {
+        let temp = TempDir::new().unwrap();
+        let bomb = RawZipEntry {
+            name: "clone/cow.sh",
+            method: 8,
+            data: deflate_of_zeros(b"", GIB),
+            crc: 0, // never checked: the reader stops long before the end
+            declared_size,
+        };
+        let after = RawZipEntry {
+            name: "socket/vm1.qemu",
+            method: 0,
+            data: VM1.to_vec(),
+            crc: crc32(VM1),
+            declared_size: VM1.len() as u32,
+        };
+        let archive = raw_zip(&[bomb, after]);
+        assert!(archive.len() < 2 << 20, "{} bytes", archive.len());
+        let source = submit(temp.path(), "alice", Pack::Zip, &[]);
+        fs::write(&source.path, archive).unwrap();
+        let started = Instant::now();
+        let loaded = load_default(&source);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(loaded.files.keys().collect::<Vec<_>>(), ["socket/vm1.qemu"]);
+        assert_eq!(
+            loaded.problems,
+            ["clone/cow.sh is larger than 64 KiB: not read"]
+        );
+    }
+
+    /// A `.tar.gz` holding 1 GiB of zeros, in a slot or in an entry skipped
+    /// as another file: skipping still inflates, so the stream's own cap ends it.
+    #[rstest]
+    #[case::in_a_slot("clone/cow.sh", &["clone/cow.sh is larger than 64 KiB: not read"])]
+    #[case::in_another_file("junk.bin", &["1 other file(s) ignored: only the lab's files are read"])]
+    fn a_tar_gz_bomb_stops_at_the_total_limit(#[case] name: &str, #[case] first_problems: &[&str]) {
+        let temp = TempDir::new().unwrap();
+        let header = tar_header(name.as_bytes(), tar::EntryType::Regular, GIB, None);
+        let mut archive = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]; // gzip header
+        archive.extend(deflate_of_zeros(header.as_bytes(), GIB));
+        assert!(archive.len() < 2 << 20, "{} bytes", archive.len());
+        let source = submit(temp.path(), "alice", Pack::TarGz, &[]);
+        fs::write(&source.path, archive).unwrap();
+        let started = Instant::now();
+        let loaded = load_default(&source);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(loaded.files.is_empty());
+        let mut expected: Vec<&str> = first_problems.to_vec();
+        expected.push("the submission holds more than 16 MiB of data: reading stopped there");
+        assert_eq!(loaded.problems, expected);
+    }
+
+    fn names_of(sources: &[Source]) -> Vec<(&str, SourceKind)> {
+        sources
+            .iter()
+            .map(|source| (source.student.as_str(), source.kind))
+            .collect()
+    }
+
+    #[test]
+    fn discover_lists_directories_and_archives_sorted_and_ignores_the_rest() {
+        let temp = TempDir::new().unwrap();
+        for name in [
+            "carol.tgz",
+            "Bob.ZIP",
+            "dave.tar.gz",
+            "erin_2.x-y.zip",
+            "README.md",
+            "notes.tar",
+        ] {
+            fs::write(temp.path().join(name), b"").unwrap();
+        }
+        fs::create_dir(temp.path().join("alice")).unwrap();
+        nix::unistd::mkfifo(&temp.path().join("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let found = discover(temp.path()).unwrap();
+        assert_eq!(
+            names_of(&found.sources),
+            [
+                ("alice", SourceKind::Directory),
+                ("Bob", SourceKind::Zip),
+                ("carol", SourceKind::TarGz),
+                ("dave", SourceKind::TarGz),
+                ("erin_2.x-y", SourceKind::Zip),
+            ]
+        );
+        assert_eq!(found.sources[1].path, temp.path().join("Bob.ZIP"));
+        assert_eq!(
+            found.ignored,
+            ["README.md", "notes.tar", "pipe"].map(|name| temp.path().join(name))
+        );
+        assert!(found.rejected.is_empty());
+    }
+
+    #[rstest]
+    #[case::formula("=cmd|' -C calc'!A0.zip", "=cmd|' -C calc'!A0.zip")]
+    #[case::hidden(".hidden", ".hidden")]
+    #[case::space("a b", "a b")]
+    #[case::dash_first("-rf.tgz", "-rf.tgz")]
+    #[case::too_long(&"a".repeat(65), &"a".repeat(65))]
+    #[case::terminal_escape("\x1b]0;owned\x07.zip", "\\u{1b}]0;owned\\u{7}.zip")]
+    #[case::right_to_left("alice\u{202e}piz.sh", "alice\\u{202e}piz.sh")]
+    #[case::bare_extension(".zip", ".zip")]
+    fn discover_rejects_a_bad_student_name(#[case] name: &str, #[case] shown: &str) {
+        let temp = TempDir::new().unwrap();
+        fs::create_dir(temp.path().join("alice")).unwrap();
+        if name.ends_with(".zip") || name.ends_with(".tgz") {
+            fs::write(temp.path().join(name), b"").unwrap();
+        } else {
+            fs::create_dir(temp.path().join(name)).unwrap();
+        }
+        let found = discover(temp.path()).unwrap();
+        assert_eq!(names_of(&found.sources), [("alice", SourceKind::Directory)]);
+        assert_eq!(
+            found.rejected,
+            [Rejected {
+                entry: shown.to_string(),
+                path: temp.path().join(name),
+                reason: RejectReason::BadStudentName,
+            }]
+        );
+    }
+
+    #[test]
+    fn discover_rejects_a_non_utf8_name_and_a_symbolic_link() {
+        use std::os::unix::ffi::OsStrExt;
+        let temp = TempDir::new().unwrap();
+        let odd = OsStr::from_bytes(b"al\xffce.zip");
+        fs::write(temp.path().join(odd), b"").unwrap();
+        symlink("/etc", temp.path().join("mallory")).unwrap();
+        let found = discover(temp.path()).unwrap();
+        assert!(found.sources.is_empty());
+        let rejected: Vec<(&str, RejectReason)> = found
+            .rejected
+            .iter()
+            .map(|rejected| (rejected.entry.as_str(), rejected.reason))
+            .collect();
+        assert_eq!(
+            rejected,
+            [
+                ("al\\u{fffd}ce.zip", RejectReason::BadStudentName),
+                ("mallory", RejectReason::SymbolicLink)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_64_character_name_is_fine() {
+        assert!(is_student_name(&"a".repeat(64)));
+        assert!(is_student_name("7"));
+        assert!(!is_student_name(""));
+    }
+
+    #[rstest]
+    #[case::directory_and_zip(&["alice/"], &["alice.zip"], "alice")]
+    #[case::zip_and_tgz(&[], &["bob.tgz", "bob.zip"], "bob")]
+    #[case::differing_in_case(&["carol/"], &["Carol.tar.gz"], "Carol")]
+    fn discover_refuses_two_submissions_of_one_student(
+        #[case] dirs: &[&str],
+        #[case] archives: &[&str],
+        #[case] student: &str,
+    ) {
+        let temp = TempDir::new().unwrap();
+        for dir in dirs {
+            fs::create_dir(temp.path().join(dir)).unwrap();
+        }
+        for archive in archives {
+            fs::write(temp.path().join(archive), b"").unwrap();
+        }
+        let error = discover(temp.path()).unwrap_err();
+        let SubmissionError::DuplicateStudent {
+            student: named,
+            first,
+            second,
+        } = &error
+        else {
+            panic!("{error}");
+        };
+        assert!(named.eq_ignore_ascii_case(student), "{error}");
+        let mut both = [first.clone(), second.clone()];
+        both.sort();
+        let mut expected: Vec<PathBuf> = dirs
+            .iter()
+            .chain(archives)
+            .map(|name| temp.path().join(name.trim_end_matches('/')))
+            .collect();
+        expected.sort();
+        assert_eq!(both.to_vec(), expected);
+        assert!(error.to_string().contains(&first.display().to_string()));
+        assert!(error.to_string().contains(&second.display().to_string()));
+    }
+
+    #[test]
+    fn discover_fails_on_a_missing_directory() {
+        let temp = TempDir::new().unwrap();
+        let error = discover(&temp.path().join("nowhere")).unwrap_err();
+        assert!(matches!(error, SubmissionError::ListDir { .. }), "{error}");
+    }
+
+    #[test]
+    fn printable_escapes_and_cuts() {
+        assert_eq!(printable("tab\there"), "tab\\u{9}here");
+        assert_eq!(printable(&"x".repeat(81)), format!("{}…", "x".repeat(80)));
+        assert_eq!(printable(&"x".repeat(80)), "x".repeat(80));
     }
 }
