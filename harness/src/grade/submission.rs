@@ -129,8 +129,9 @@ pub struct Loaded {
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
-/// How many unsafe archive paths a problem line names before it just counts.
-const UNSAFE_PATHS_NAMED: usize = 5;
+/// How many names taken from a submission one problem line gives before it
+/// just counts the rest.
+const NAMED_AT_MOST: usize = 5;
 
 /// Lists the submissions in `dir`: every directory, `.zip`, `.tar.gz` and
 /// `.tgz` (extensions in any case). Symbolic links are rejected, not followed.
@@ -385,7 +386,7 @@ impl<'a> Scan<'a> {
     fn judge(&mut self, path: &str, separators: &[char], entry: EntryType) -> Option<Target> {
         let Some(components) = safe_components(path, separators) else {
             self.unsafe_paths += 1;
-            if self.unsafe_paths_named.len() < UNSAFE_PATHS_NAMED {
+            if self.unsafe_paths_named.len() < NAMED_AT_MOST {
                 self.unsafe_paths_named.push(quoted(path));
             }
             return None;
@@ -517,44 +518,35 @@ impl<'a> Scan<'a> {
         self.stop(format!("the {what} {when}: {error}"));
     }
 
-    /// The findings of the root holding the most slots (the top level, then
-    /// the first name, on a tie), with every problem worded.
-    fn finish(self, student: &str) -> Loaded {
-        let mut chosen: Option<(&String, &Findings)> = None;
-        for (root, findings) in &self.roots {
-            if chosen.is_none_or(|(_, best)| findings.slots_seen.len() > best.slots_seen.len()) {
-                chosen = Some((root, findings));
-            }
-        }
+    /// The findings of the root holding the most slots, with every problem
+    /// worded.
+    fn finish(mut self, student: &str) -> Loaded {
         let mut loaded = Loaded {
             student: student.to_string(),
             ..Loaded::default()
         };
-        if let Some((root, findings)) = chosen {
-            loaded.files = findings.files.clone();
-            loaded.problems = findings.problems.clone();
-            let others: Vec<String> = self
-                .roots
-                .keys()
-                .filter(|other| *other != root)
-                .map(|other| root_name(other))
-                .collect();
-            if !others.is_empty() {
+        if let Some(root) = self.busiest_root() {
+            let findings = self.roots.remove(&root).unwrap_or_default();
+            loaded.files = findings.files;
+            loaded.problems = findings.problems;
+            if !self.roots.is_empty() {
+                let others: Vec<String> = self
+                    .roots
+                    .keys()
+                    .take(NAMED_AT_MOST)
+                    .map(|other| root_name(other))
+                    .collect();
                 loaded.problems.push(format!(
                     "lab files were found in more than one place: read {}, ignored {}",
-                    root_name(root),
-                    others.join(", ")
+                    root_name(&root),
+                    named_of(&others, self.roots.len())
                 ));
             }
         }
         if self.unsafe_paths > 0 {
-            let more = match self.unsafe_paths - self.unsafe_paths_named.len() {
-                0 => String::new(),
-                more => format!(" and {more} more"),
-            };
             loaded.problems.push(format!(
-                "archive entries not read, their paths being absolute or holding `..`: {}{more}",
-                self.unsafe_paths_named.join(", ")
+                "archive entries not read, their paths being absolute or holding `..`: {}",
+                named_of(&self.unsafe_paths_named, self.unsafe_paths)
             ));
         }
         if self.other_files > 0 {
@@ -565,6 +557,27 @@ impl<'a> Scan<'a> {
         }
         loaded.problems.extend(self.general);
         loaded
+    }
+
+    /// The root holding the most slots; on a tie the first, so the top level,
+    /// then by name (`max_by_key` would take the last).
+    fn busiest_root(&self) -> Option<String> {
+        let mut busiest: Option<(&String, usize)> = None;
+        for (root, findings) in &self.roots {
+            let slots = findings.slots_seen.len();
+            if busiest.is_none_or(|(_, most)| slots > most) {
+                busiest = Some((root, slots));
+            }
+        }
+        busiest.map(|(root, _)| root.clone())
+    }
+}
+
+/// `named` (the first of `total` names), joined, with how many more there were.
+fn named_of(named: &[String], total: usize) -> String {
+    match total.saturating_sub(named.len()) {
+        0 => named.join(", "),
+        more => format!("{} and {more} more", named.join(", ")),
     }
 }
 
@@ -1301,6 +1314,28 @@ mod tests {
         assert_eq!(
             loaded.problems,
             ["lab files were found in more than one place: read `new/`, ignored `old/`"]
+        );
+    }
+
+    #[test]
+    fn many_roots_are_named_up_to_five() {
+        let temp = TempDir::new().unwrap();
+        let names: Vec<String> = (1..=8).map(|n| format!("copy{n}/clone/cow.sh")).collect();
+        let mut items: Vec<Item> = names.iter().map(|name| F(name, COW)).collect();
+        items.push(F("copy9/clone/full.sh", b"\n"));
+        items.push(F("copy9/clone/cow.sh", COW));
+        let source = submit(temp.path(), "alice", Pack::Zip, &items);
+        let loaded = load_default(&source);
+        assert_eq!(
+            loaded.files.keys().collect::<Vec<_>>(),
+            ["clone/cow.sh", "clone/full.sh"]
+        );
+        assert_eq!(
+            loaded.problems,
+            [
+                "lab files were found in more than one place: read `copy9/`, ignored \
+              `copy1/`, `copy2/`, `copy3/`, `copy4/`, `copy5/` and 3 more"
+            ]
         );
     }
 
