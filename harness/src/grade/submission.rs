@@ -682,7 +682,8 @@ fn entry_type(file_type: FileType) -> EntryType {
 }
 
 /// Opens without following a symbolic link (the entry could have been swapped
-/// for one since it was listed) and without blocking (nor for a FIFO).
+/// for one since it was listed) and without blocking (were it swapped for a
+/// FIFO).
 fn open_no_follow(path: &Path) -> io::Result<File> {
     fs::OpenOptions::new()
         .read(true)
@@ -704,7 +705,7 @@ fn read_regular_file(path: &Path, target: Target, scan: &mut Scan) {
         Ok((_, metadata)) if metadata.is_file() => {
             "is a hard link (it has other names): not read".to_string()
         }
-        Ok(_) => "changed while it was read: not read".to_string(),
+        Ok(_) => "is no longer a regular file: not read".to_string(),
         Err(error) => format!("could not be opened: {error}"),
     };
     scan.roots
