@@ -46,9 +46,8 @@ pub enum SourceKind {
 }
 
 /// One student's submission. `student` always matches
-/// `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`, so it is safe as a file name and in a
-/// shell word (not in a spreadsheet cell: it may start with a digit only, but
-/// exporters still quote it).
+/// `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`, so it is safe as a file name, a shell
+/// word and a spreadsheet cell (no `=`, `+`, `-` or `@` to start a formula).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
     pub student: String,
@@ -61,7 +60,8 @@ pub struct Source {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
     /// The entry's name made printable (control and non-ASCII characters
-    /// escaped, cut at 80 characters): never use it as a path.
+    /// escaped, cut at 80 characters): never use it as a path, and quote it
+    /// in a spreadsheet (it may start with `=`).
     pub entry: String,
     pub path: PathBuf,
     pub reason: RejectReason,
@@ -1609,6 +1609,37 @@ mod tests {
         assert_eq!(
             loaded.problems,
             ["clone/cow.sh is larger than 64 KiB: not read"]
+        );
+    }
+
+    /// 7-Zip and others can write methods this build does not read (only
+    /// stored and deflate are): the student is told, the rest is still read.
+    #[test]
+    fn an_unsupported_zip_method_is_the_students_problem() {
+        let temp = TempDir::new().unwrap();
+        let bzip2 = RawZipEntry {
+            name: "clone/cow.sh",
+            method: 12,
+            data: b"BZh9 whatever".to_vec(),
+            crc: 0,
+            declared_size: 100,
+        };
+        let stored = RawZipEntry {
+            name: "socket/vm1.qemu",
+            method: 0,
+            data: VM1.to_vec(),
+            crc: crc32(VM1),
+            declared_size: VM1.len() as u32,
+        };
+        let source = submit(temp.path(), "alice", Pack::Zip, &[]);
+        fs::write(&source.path, raw_zip(&[bzip2, stored])).unwrap();
+        let loaded = load_default(&source);
+        assert_eq!(loaded.files.keys().collect::<Vec<_>>(), ["socket/vm1.qemu"]);
+        assert_eq!(loaded.problems.len(), 1, "{:?}", loaded.problems);
+        assert!(
+            loaded.problems[0].starts_with("clone/cow.sh could not be read: "),
+            "{:?}",
+            loaded.problems
         );
     }
 
