@@ -1,5 +1,5 @@
 //! Grading student submissions (`labcheck grade`, `labcheck selftest`).
 
-pub mod allowlist;
 pub mod model;
 pub mod outputs;
+pub mod submission;
