@@ -21,6 +21,8 @@ use crate::shard::Shard;
 use crate::time::Deadline;
 use crate::vm::{accel, CommandLine};
 
+mod grade;
+
 pub const EXIT_PASSED: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
@@ -51,6 +53,12 @@ enum Command {
     Guest,
     /// Join the reports of shards (`run --shard K/N`) into one, rendered as
     /// `run` renders its own, transcripts copied along.
+    /// Grade students' submissions against real VMs: each student's files
+    /// run in a sandbox, scored by the labs' rubrics.
+    Grade(grade::GradeArgs),
+    /// Grade the reference submission (the handout's commands with the
+    /// errata fixed: full marks) and an empty one (zero), several times.
+    Selftest(grade::SelftestArgs),
     Merge {
         /// Where the merged report goes.
         #[arg(long, default_value = "target/labcheck")]
@@ -99,6 +107,8 @@ pub fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Merge { out, reports } => merge_command(&out, &reports),
+        Command::Grade(args) => grade::grade_command(&args),
+        Command::Selftest(args) => grade::selftest_command(&args),
         Command::Guest => match build_guest() {
             Ok(artifacts) => {
                 say(&artifacts.dir.display().to_string());
@@ -208,7 +218,7 @@ async fn run_labs(labs: Vec<Lab>, args: &RunArgs) -> u8 {
         }
     };
     let prepared = tokio::select! {
-        prepared = prepare(args) => prepared,
+        prepared = prepare(&args.out, args.keep, args.jobs) => prepared,
         _ = interrupt.recv() => {
             complain("interrupted while preparing: nothing ran");
             return EXIT_INTERRUPTED;
@@ -314,29 +324,31 @@ async fn run_concurrently(
     outcome
 }
 
-async fn prepare(args: &RunArgs) -> Result<RunContext, String> {
+/// What every lab of a run needs before the first one starts: the guest
+/// built, the accelerator probed, the output dir made.
+async fn prepare(out: &Path, keep: bool, jobs: u16) -> Result<RunContext, String> {
     let guest = tokio::task::spawn_blocking(build_guest)
         .await
         .map_err(|e| format!("guest build task failed: {e}"))??;
     let probe = probe_accelerator(&guest).await;
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
-    let out_dir = std::fs::canonicalize(&args.out)
-        .map_err(|e| format!("cannot resolve {}: {e}", args.out.display()))?;
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let out_dir =
+        std::fs::canonicalize(out).map_err(|e| format!("cannot resolve {}: {e}", out.display()))?;
     Ok(RunContext {
         guest,
         probe,
         out_dir,
         work_root: work_root(),
-        keep: args.keep,
+        keep,
         namespaces: NamespaceKind::for_this_process(),
-        parallel: args.jobs > 1,
+        parallel: jobs > 1,
+        jail_slot: 0,
     })
 }
 
 /// SIGINT and SIGTERM, either of which stops a run cleanly.
 #[derive(Debug)]
-struct StopSignals {
+pub(crate) struct StopSignals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
 }

@@ -74,6 +74,7 @@ async fn context(work_root: &std::path::Path, out_dir: &std::path::Path) -> RunC
         keep: false,
         namespaces: labcheck::net::NamespaceKind::for_this_process(),
         parallel: false,
+        jail_slot: 0,
     }
 }
 

@@ -33,6 +33,7 @@ fn context(root: &Path) -> RunContext {
         keep: false,
         namespaces: labcheck::net::NamespaceKind::for_this_process(),
         parallel: false,
+        jail_slot: 0,
     }
 }
 

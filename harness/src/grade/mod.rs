@@ -2,4 +2,6 @@
 
 pub mod model;
 pub mod outputs;
+pub mod program;
+pub mod run;
 pub mod submission;

@@ -22,8 +22,8 @@ use crate::scenario::model::{
 };
 use crate::time::{Deadline, TimeScale};
 use crate::vm::{
-    fixed_ports, free_loopback_ports, process, rewrite, CommandLine, Enclosure, ShellExit,
-    ShellOutput,
+    allowlist, fixed_ports, free_loopback_ports, process, rewrite, CommandLine, Enclosure,
+    ShellExit, ShellOutput,
 };
 
 mod observe;
@@ -429,6 +429,15 @@ impl<'a> LabRun<'a> {
                     "QEMU exited after the guest powered off".to_string(),
                 ))
             }
+            Action::Stop { vm } => {
+                self.live(vm)?;
+                // Dropping the VM kills QEMU's process group and reaps it.
+                self.vms.remove(vm);
+                Ok(Performed::seen(
+                    None,
+                    "QEMU stopped by labcheck".to_string(),
+                ))
+            }
             Action::Check(check) => self.check(step, check).await,
             Action::Wait { label } => self.wait(step, label).await,
             Action::Probe { vm, command } => self.probe(step, vm.as_deref(), command).await,
@@ -591,7 +600,16 @@ impl<'a> LabRun<'a> {
         let mut boots = tokio::task::JoinSet::new();
         let mut refused = Vec::new();
         for name in names {
-            if let Some(reason) = self.refusal(name) {
+            let refusal = match self.admission(name) {
+                Admission::Boot => None,
+                Admission::Refused(reason) => Some(reason),
+                Admission::Confine {
+                    qemu,
+                    work_dir,
+                    provided,
+                } => confinement(&qemu, &work_dir, &provided, deadline).await?,
+            };
+            if let Some(reason) = refusal {
                 refused.push(format!("{name} was not started: {reason}"));
                 continue;
             }
@@ -659,13 +677,27 @@ impl<'a> LabRun<'a> {
         })
     }
 
-    /// Why `name` may not boot: its command line was missing from the
-    /// submission or refused by the allow-list.
-    fn refusal(&self, name: &str) -> Option<String> {
-        self.lab.vms.iter().find_map(|vm| match &vm.origin {
-            Origin::Refused(reason) if vm.name == name => Some(reason.clone()),
-            _ => None,
-        })
+    /// Whether `name` may boot: its command line may be missing from the
+    /// submission or refused by the allow-list, and a submission's must
+    /// still have its files judged, now that the student's scripts are done.
+    fn admission(&self, name: &str) -> Admission {
+        let Some(spec) = self.lab.vms.iter().find(|vm| vm.name == name) else {
+            return Admission::Boot;
+        };
+        match &spec.origin {
+            Origin::LabFile => Admission::Boot,
+            Origin::Refused(reason) => Admission::Refused(reason.clone()),
+            Origin::Submission => Admission::Confine {
+                qemu: spec.qemu.clone(),
+                work_dir: self.work_dir.clone(),
+                provided: self
+                    .lab
+                    .images
+                    .iter()
+                    .filter_map(|image| std::fs::canonicalize(self.work_dir.join(&image.name)).ok())
+                    .collect(),
+            },
+        }
     }
 
     fn boot_request(&mut self, name: &str, deadline: Deadline) -> Result<BootRequest, StepFailure> {
@@ -939,6 +971,38 @@ fn with_command(action: &Action, fix: &str) -> Action {
     }
 }
 
+/// See [`LabRun::admission`].
+enum Admission {
+    Boot,
+    Refused(String),
+    Confine {
+        qemu: String,
+        work_dir: PathBuf,
+        provided: Vec<PathBuf>,
+    },
+}
+
+/// What keeps a submission's command line from booting, judged on the
+/// files it names: see [`allowlist::confine_images`] and
+/// [`allowlist::firmware_lookalikes`].
+async fn confinement(
+    qemu: &str,
+    work_dir: &Path,
+    provided: &[PathBuf],
+    deadline: Deadline,
+) -> Result<Option<String>, StepFailure> {
+    let parsed = CommandLine::parse(qemu).map_err(|e| StepFailure::error(e.to_string()))?;
+    let mut refusals = allowlist::confine_images(work_dir, provided, &parsed, deadline)
+        .await
+        .map_err(|e| StepFailure::error(e.to_string()))?;
+    refusals.extend(
+        allowlist::firmware_lookalikes(work_dir)
+            .map_err(|e| StepFailure::error(format!("cannot list {}: {e}", work_dir.display())))?,
+    );
+    let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+    Ok((!reasons.is_empty()).then(|| reasons.join("; ")))
+}
+
 /// A step not run because `what` (a step before it) did not pass.
 fn skipped(step: &Step, what: &str) -> StepReport {
     StepReport {
@@ -985,6 +1049,7 @@ fn describe_action(action: &Action) -> (&'static str, Option<String>, Option<Str
         Action::Boot { vms } => ("boot", Some(vms.join(", ")), None),
         Action::Reboot { vm } => ("reboot", Some(vm.clone()), Some("reboot".to_string())),
         Action::Poweroff { vm } => ("poweroff", Some(vm.clone()), Some("poweroff".to_string())),
+        Action::Stop { vm } => ("stop", Some(vm.clone()), None),
         Action::Check(check) => ("check", None, Some(describe_check(check))),
         Action::Wait { label } => ("wait", None, Some(format!("wait for `{label}`"))),
         Action::Probe { vm, command } => ("probe", vm.clone(), Some(command.clone())),

@@ -38,6 +38,10 @@ pub struct RunContext {
     /// Other labs run at the same time (`--jobs` above 1): a lab on the
     /// host's network gets free loopback ports for the handout's fixed ones.
     pub parallel: bool,
+    /// Which job slot this lab runs in (0 when labs run one at a time):
+    /// a student's scripts run as that slot's own sandbox user, so
+    /// submissions graded at the same time never share a process limit.
+    pub jail_slot: usize,
 }
 
 impl RunContext {

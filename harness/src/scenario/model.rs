@@ -229,6 +229,9 @@ pub enum Action {
     Reboot { vm: String },
     /// `poweroff = "vm"`: `poweroff` typed into the VM; waits for QEMU to exit.
     Poweroff { vm: String },
+    /// `stop = "vm"`: labcheck stops QEMU itself (its process group is
+    /// killed), whatever the guest's shell has become.
+    Stop { vm: String },
     /// `check = { … }`: a host-side fact.
     Check(Check),
     /// `wait = "label"`: waits for the background step `label` to end.

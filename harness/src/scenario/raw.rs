@@ -62,6 +62,7 @@ pub(super) struct RawStep {
     pub boot: Option<Spanned<Strings>>,
     pub reboot: Option<Spanned<String>>,
     pub poweroff: Option<Spanned<String>>,
+    pub stop: Option<Spanned<String>>,
     pub check: Option<Spanned<RawCheck>>,
     pub probe: Option<Spanned<String>>,
     pub wait: Option<Spanned<String>>,

@@ -459,6 +459,7 @@ impl Validator<'_> {
             ("boot", step.boot.as_ref().map(Spanned::span)),
             ("reboot", step.reboot.as_ref().map(Spanned::span)),
             ("poweroff", step.poweroff.as_ref().map(Spanned::span)),
+            ("stop", step.stop.as_ref().map(Spanned::span)),
             ("check", step.check.as_ref().map(Spanned::span)),
             ("probe", step.probe.as_ref().map(Spanned::span)),
             ("wait", step.wait.as_ref().map(Spanned::span)),
@@ -473,7 +474,7 @@ impl Validator<'_> {
                 return self.reject(
                     Problem::new(head.clone(), "this step has no action", "no action").with_help(
                         "add one of `host`, `run` (with `on`), `interact` (with `on`), `boot`, \
-                         `reboot`, `poweroff`, `check`, `probe`, `wait`, `not-checked` or \
+                         `reboot`, `poweroff`, `stop`, `check`, `probe`, `wait`, `not-checked` or \
                          (in [[grade]]) `slot`",
                     ),
                 );
@@ -576,6 +577,11 @@ impl Validator<'_> {
             let name = self.vm_reference(vm)?;
             self.console_free(&name, vm.span())?;
             return Some(Action::Poweroff { vm: name });
+        }
+        if let Some(vm) = &step.stop {
+            let name = self.vm_reference(vm)?;
+            self.console_free(&name, vm.span())?;
+            return Some(Action::Stop { vm: name });
         }
         if let Some(path) = &step.slot {
             return self.slot_action(path, on?);
@@ -948,6 +954,7 @@ impl Validator<'_> {
             Action::Boot { .. } => "boot",
             Action::Reboot { .. } => "reboot",
             Action::Poweroff { .. } => "poweroff",
+            Action::Stop { .. } => "stop",
             Action::Probe { .. } => "probe",
             Action::Wait { .. } => "wait",
             Action::NotChecked { .. } => "not-checked",

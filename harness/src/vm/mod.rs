@@ -10,6 +10,7 @@
 //!   `/dev/kvm`.
 
 pub mod accel;
+pub mod allowlist;
 pub mod cmdline;
 pub mod launch;
 pub mod ports;

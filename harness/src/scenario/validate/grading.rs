@@ -42,6 +42,13 @@ impl Validator<'_> {
                 .with_help("add [[grade]] steps that run the slots and check the result"),
             );
         }
+        // The program runs on its own, apart from [[step]]: its names
+        // need only be unique among themselves, its digests and background
+        // labels are its own.
+        self.step_names.clear();
+        self.saved_digests.clear();
+        self.backgrounds.clear();
+        self.busy_consoles.clear();
         let program = self.all(&raw.grade, Self::grade_entry);
         Some(Some(Grading {
             slots: slots?,
@@ -203,7 +210,7 @@ impl Validator<'_> {
         let entry = raw.get_ref();
         let step = self.step(raw, "[[grade]]");
         let role = match (&entry.points, &entry.slot) {
-            (Some(points), _) => self.rubric_check(entry, points, step.as_ref()?),
+            (Some(points), _) => self.rubric_check(entry, points, step.as_ref()),
             (None, slot) => {
                 for (key, span) in grading_keys(entry) {
                     if key != "slot" {
@@ -233,9 +240,14 @@ impl Validator<'_> {
         &mut self,
         entry: &RawStep,
         points: &Spanned<i64>,
-        step: &crate::scenario::model::Step,
+        step: Option<&crate::scenario::model::Step>,
     ) -> Option<Role> {
-        if !matches!(step.action, Action::Check(_) | Action::Probe { .. }) {
+        // The id is registered even when the step has problems of its own,
+        // so that checks depending on it are not reported too.
+        let id = self.check_id(entry);
+        let observes =
+            step.map(|step| matches!(step.action, Action::Check(_) | Action::Probe { .. }));
+        if observes == Some(false) {
             return self.reject(
                 Problem::new(
                     points.span(),
@@ -253,7 +265,6 @@ impl Validator<'_> {
                 "out of range",
             )),
         };
-        let id = self.check_id(entry);
         let depends_on = self.optional(entry.depends_on.as_ref(), Self::depends_on);
         let visibility = self.optional(entry.visibility.as_ref(), Self::visibility);
         let grades = self.optional(entry.grades.as_ref(), Self::graded_slots);

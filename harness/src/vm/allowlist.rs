@@ -683,6 +683,40 @@ pub async fn confine_images(
     Ok(refusals)
 }
 
+/// File name endings QEMU's firmware and option ROMs have.
+const FIRMWARE_ENDINGS: &[&str] = &[".bin", ".rom", ".fd", ".dtb"];
+
+/// Where QEMU keeps the data files it looks up by bare name.
+const QEMU_DATA_DIR: &str = "/usr/share/qemu";
+
+/// Files in the work dir that QEMU would take for its own firmware: QEMU
+/// looks a data file up in its working directory (the work dir) before its
+/// data dir, so a student's `bios-256k.bin` or `efi-e1000.rom` symlink
+/// would be loaded into the guest. Judged just before QEMU starts, with the
+/// student's processes gone.
+pub fn firmware_lookalikes(work_dir: &Path) -> io::Result<Vec<Refusal>> {
+    let data_files: HashSet<std::ffi::OsString> = match std::fs::read_dir(QEMU_DATA_DIR) {
+        Ok(entries) => entries.filter_map(|e| Some(e.ok()?.file_name())).collect(),
+        Err(_) => HashSet::new(),
+    };
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(work_dir)? {
+        let name = entry?.file_name();
+        let text = name.to_string_lossy();
+        let firmware_like = FIRMWARE_ENDINGS.iter().any(|end| text.ends_with(end));
+        if firmware_like || data_files.contains(&name) {
+            found.push(Refusal {
+                option: text.to_string(),
+                reason: "is named like a firmware file QEMU loads from its working directory: \
+                 leave only your disk images in the work dir"
+                    .to_string(),
+            });
+        }
+    }
+    found.sort_by(|a, b| a.option.cmp(&b.option));
+    Ok(found)
+}
+
 /// Why judging an image stopped: the student's file, or the harness.
 #[derive(Debug)]
 enum Stop {
