@@ -70,6 +70,10 @@ pub struct LabResult {
     pub not_gradable: Option<String>,
     /// The rubric's checks in the lab file's order. Empty when not gradable.
     pub checks: Vec<CheckResult>,
+    /// What the student's files did when they ran (their output's end, a
+    /// command line refused, a script cut off at a limit), for the student.
+    #[serde(default)]
+    pub notes: Vec<String>,
     pub duration_ms: u64,
 }
 

@@ -30,7 +30,7 @@ pub fn feedback(result: &StudentResult, after_due_date: bool) -> String {
     let mut out = format!(
         "# Feedback for {}\n\n{}\n",
         code(&result.student),
-        total_sentence(result)
+        total_sentence(result, after_due_date)
     );
     if !result.problems.is_empty() {
         out.push_str("\n## Problems with your submission\n\n");
@@ -44,8 +44,14 @@ pub fn feedback(result: &StudentResult, after_due_date: bool) -> String {
     out
 }
 
-fn total_sentence(result: &StudentResult) -> String {
+fn total_sentence(result: &StudentResult, after_due_date: bool) -> String {
+    let hidden = result
+        .labs
+        .iter()
+        .flat_map(|lab| &lab.checks)
+        .any(|check| !is_shown(check.visibility, after_due_date));
     match result.total() {
+        Some(_) if hidden => "Total: given once every check can be shown.".to_string(),
         Some(total) => format!("Total: **{total} / {}** points.", result.max_points()),
         None => "Total: none yet, because a lab below could not be graded \
                  (this is not a zero)."
@@ -63,15 +69,19 @@ fn lab_feedback(lab: &LabResult, after_due_date: bool) -> String {
         ));
         return out;
     }
-    let awarded = lab.score().unwrap_or_default();
-    out.push_str(&format!(
-        "Score: **{awarded} / {}** points.\n",
-        lab.max_points
-    ));
     let (shown, hidden): (Vec<&CheckResult>, Vec<&CheckResult>) = lab
         .checks
         .iter()
         .partition(|check| is_shown(check.visibility, after_due_date));
+    // With checks hidden, the lab's whole score would tell how they went.
+    let (awarded, points) = shown.iter().fold((0, 0), |(a, p), check| {
+        (a + check.awarded, p + check.points)
+    });
+    out.push_str(&if hidden.is_empty() {
+        format!("Score: **{awarded} / {points}** points.\n")
+    } else {
+        format!("Score on the checks shown: **{awarded} / {points}** points.\n")
+    });
     for check in shown {
         out.push_str(&check_feedback(check));
     }
@@ -79,6 +89,12 @@ fn lab_feedback(lab: &LabResult, after_due_date: bool) -> String {
         0 => {}
         1 => out.push_str("\n1 check is hidden.\n"),
         n => out.push_str(&format!("\n{n} checks are hidden.\n")),
+    }
+    if !lab.notes.is_empty() {
+        out.push_str("\n### What your files did\n\n");
+        for note in &lab.notes {
+            out.push_str(&fenced(&show_controls(note)));
+        }
     }
     out
 }
@@ -658,6 +674,7 @@ mod tests {
             max_points: checks.iter().map(|c| c.points).sum(),
             not_gradable: None,
             checks,
+            notes: Vec::new(),
             duration_ms: 61_500,
         }
     }

@@ -147,6 +147,7 @@ pub fn score(lab: &Lab, grading: &Grading, report: &LabReport) -> LabResult {
         max_points: grading.max_points(),
         not_gradable,
         checks,
+        notes: notes(grading, report),
         duration_ms: report.duration_ms,
     }
 }
@@ -175,6 +176,7 @@ pub fn not_attempted(lab: &Lab, grading: &Grading) -> LabResult {
         max_points: grading.max_points(),
         not_gradable: None,
         checks,
+        notes: Vec::new(),
         duration_ms: 0,
     }
 }
@@ -187,8 +189,38 @@ pub fn not_gradable(lab: &Lab, grading: &Grading, reason: String) -> LabResult {
         max_points: grading.max_points(),
         not_gradable: Some(reason),
         checks: Vec::new(),
+        notes: Vec::new(),
         duration_ms: 0,
     }
+}
+
+/// Lines of a step's output kept in a note: the end, where errors are.
+const NOTE_LINES: usize = 12;
+
+/// What the student's files did, and the grader's steps that did not go
+/// as planned (a VM not started, with the reason): one note per step.
+fn notes(grading: &Grading, report: &LabReport) -> Vec<String> {
+    grading
+        .program
+        .iter()
+        .zip(&report.steps)
+        .filter(|(entry, step)| match entry.role {
+            Role::Student { .. } => step.outcome != Outcome::NotChecked,
+            Role::Grader => !matches!(step.outcome, Outcome::Passed | Outcome::Erratum),
+            Role::Check(_) => false,
+        })
+        .map(|(entry, step)| {
+            let shown = evidence(step);
+            let lines: Vec<&str> = shown.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(NOTE_LINES)..];
+            let cut = if tail.len() < lines.len() {
+                "…\n"
+            } else {
+                ""
+            };
+            format!("{}:\n{cut}{}", entry.step.name, tail.join("\n"))
+        })
+        .collect()
 }
 
 fn preparation_failure(grading: &Grading, report: &LabReport) -> Option<String> {
