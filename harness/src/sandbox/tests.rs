@@ -439,3 +439,60 @@ async fn a_lab_of_another_user_is_refused() {
         other => panic!("expected LabNotOwned, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_clone_lab_runs_as_the_handout_prints_it() {
+    let area = Area::new();
+    let vm1 = area.alice().join("vm1.qcow2");
+    let made = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&vm1)
+        .arg("64M")
+        .status();
+    assert!(
+        made.is_ok_and(|s| s.success()),
+        "qemu-img create on the host"
+    );
+    let inputs = area.root.path().join("inputs");
+    fs::create_dir(&inputs).expect("mkdir");
+    fs::write(inputs.join("notes"), "lab input\n").expect("write");
+    let mut jail = area.jail(17, JailNetwork::Isolated, Limits::default());
+    jail.read_only = vec![inputs.clone()];
+    let script = format!(
+        "qemu-img create -q -f qcow2 -b vm1.qcow2 -F qcow2 vm2.qcow2 && \
+         qemu-img convert -O qcow2 vm1.qcow2 vm3.qcow2 && \
+         cat {notes}; echo x > {notes} || echo INPUT_READ_ONLY",
+        notes = inputs.join("notes").display()
+    );
+    let ran = run(&jail, &script, STEP).await;
+    assert!(ran.output.starts_with("lab input\n"), "{ran:?}");
+    assert!(ran.output.contains("INPUT_READ_ONLY"), "{ran:?}");
+    let info = std::process::Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(area.alice().join("vm2.qcow2"))
+        .output()
+        .expect("qemu-img info");
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).expect("JSON");
+    assert_eq!(info["backing-filename"], "vm1.qcow2", "{info}");
+    assert!(area.alice().join("vm3.qcow2").is_file());
+    assert_nothing_left(jail.identity.uid(), area.root.path());
+}
+
+#[tokio::test]
+async fn memory_past_the_limit_is_refused() {
+    let area = Area::new();
+    let limits = Limits {
+        memory: 64 << 20,
+        ..Limits::default()
+    };
+    let jail = area.jail(18, JailNetwork::Isolated, limits);
+    // tail -c keeps the last N bytes in memory: 128 MB cannot fit in 64 MiB.
+    let ran = run(
+        &jail,
+        "head -c 200000000 /dev/zero | tail -c 128000000 | wc -c",
+        STEP,
+    )
+    .await;
+    assert!(ran.output.contains("memory exhausted"), "{ran:?}");
+    assert_nothing_left(jail.identity.uid(), area.root.path());
+}
