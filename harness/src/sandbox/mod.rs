@@ -29,10 +29,18 @@
 //! tasks than the user had when the jail started", shared with labcheck's
 //! own processes (QEMU) and with concurrent jails.
 //!
+//! What the host must give a dedicated user: search permission on every dir
+//! above a bound path (bwrap resolves them as that user: make work dirs
+//! under a dir of mode 0711), and for [`JailNetwork::Lab`] a tun device
+//! open to all (`/dev/net/tun` mode 0666, as udev sets it). Both are checked
+//! before bwrap starts, with the fix in the error.
+//!
 //! Not covered: total memory (`RLIMIT_AS` bounds each process, so the total
 //! is at most `processes × memory`), total disk use in the work dir (each
 //! file is bounded, their number is not), CPU share, and system calls (no
-//! seccomp filter).
+//! seccomp filter). A lab jail may make nested user namespaces (bwrap can
+//! only forbid them in a user namespace it makes itself); they give no
+//! power outside the jail's own namespaces.
 
 mod bwrap;
 
