@@ -10,6 +10,7 @@ pub mod guest;
 pub mod net;
 pub mod report;
 pub mod runner;
+pub mod sandbox;
 pub mod scenario;
 pub mod shard;
 pub mod time;

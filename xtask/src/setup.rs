@@ -14,6 +14,8 @@ const HOST_TOOLS: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("socat", "socat"),
     ("ping", "iputils-ping"),
+    // `labcheck grade` jails each submission's scripts with bubblewrap.
+    ("bwrap", "bubblewrap"),
 ];
 
 /// Host commands only the tests use, and their packages: labcheck itself
@@ -84,7 +86,7 @@ fn package_list(tools: &[(&str, &str)]) -> String {
 fn install_command() -> String {
     "apt-get update -qq && v=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}') && \
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --allow-downgrades \
-qemu-system-x86=$v qemu-system-common=$v qemu-utils=$v iproute2 socat iputils-ping"
+qemu-system-x86=$v qemu-system-common=$v qemu-utils=$v iproute2 socat iputils-ping bubblewrap"
         .to_string()
 }
 

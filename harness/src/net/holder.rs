@@ -15,7 +15,7 @@ use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 use tokio::process::Command;
 
-use super::NamespaceKind;
+use super::{NamespaceKind, NamespaceOwner};
 use crate::vm::{ChildProcess, Enclosure};
 
 /// What the holder writes into its own `/proc/self/*` files right after
@@ -50,16 +50,31 @@ pub(super) fn map_line(inside: u32, outside: u32) -> String {
     format!("{inside} {outside} 1\n")
 }
 
-/// Starts the holder for `kind`, with `label` as its `argv[0]`.
+/// Starts the holder for `kind`, with `label` as its `argv[0]`. With an
+/// `owner`, the holder first becomes that user (labcheck must be root unless
+/// it is that user already), so the user namespace it makes belongs to
+/// `owner`, whose uid is root inside.
 ///
 /// Spawns a child: see [`ChildProcess::spawn`] about which thread to call from.
-pub(super) fn spawn(kind: NamespaceKind, label: &str) -> io::Result<ChildProcess> {
+pub(super) fn spawn(
+    kind: NamespaceKind,
+    label: &str,
+    owner: Option<NamespaceOwner>,
+) -> io::Result<ChildProcess> {
     let mut cmd = Command::new("sleep");
     cmd.arg0(label)
         .arg("infinity")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let maps = (kind == NamespaceKind::UserAndNet).then(IdMaps::for_this_process);
+    if let Some(owner) = owner {
+        // std switches (and, as root, drops supplementary groups) before the
+        // pre_exec closures run, so the unshare below is done as `owner`.
+        cmd.uid(owner.uid).gid(owner.gid);
+    }
+    let maps = (kind == NamespaceKind::UserAndNet).then(|| match owner {
+        Some(owner) => IdMaps::root_as(owner.uid, owner.gid),
+        None => IdMaps::for_this_process(),
+    });
     let flags = unshare_flags(kind);
     // Registered before `ChildProcess::spawn` adds its own pre_exec, and
     // closures run in the order registered, so the parent-death signal is set
@@ -68,12 +83,19 @@ pub(super) fn spawn(kind: NamespaceKind, label: &str) -> io::Result<ChildProcess
     // unshare by the namespace's own owner does not clear it, but setting it
     // last does not depend on that.
     // SAFETY: the closure runs in the forked child before exec and calls only
-    // unshare(2), open(2), write(2) and close(2), all async-signal-safe. It
+    // prctl(2), unshare(2), open(2), write(2) and close(2), all
+    // async-signal-safe. It
     // allocates nothing: the paths are static and the map lines were
     // formatted before the fork.
     #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(move || {
+            if owner.is_some() {
+                // Switching from root to `owner` made the process
+                // non-dumpable, which gives its /proc/self files to root:
+                // the id maps below could not be written.
+                nix::sys::prctl::set_dumpable(true)?;
+            }
             nix::sched::unshare(flags)?;
             if let Some(maps) = &maps {
                 write_own(c"/proc/self/setgroups", b"deny")?;

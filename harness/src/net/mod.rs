@@ -8,7 +8,9 @@
 //! kernel removes the namespace with every tap and bridge in it.
 //!
 //! As root, labcheck makes a plain network namespace; otherwise a user
-//! namespace (in which the caller is root) owning a network namespace.
+//! namespace (in which the caller is root) owning a network namespace. A lab
+//! whose host commands run in a jail ([`crate::sandbox`]) gets a user
+//! namespace owned by the jail's user ([`LabNamespace::create_owned_by`]).
 
 mod holder;
 mod links;
@@ -22,6 +24,7 @@ use std::time::Duration;
 
 pub use links::Link;
 
+use nix::sched::CloneFlags;
 use nix::unistd::AccessFlags;
 
 use crate::time::Deadline;
@@ -153,6 +156,25 @@ fi
 exec "$@"
 "#;
 
+/// The user outside a lab's user namespace whose uid is root inside it: that
+/// user's processes that join the namespace hold every capability there
+/// (`CAP_NET_ADMIN` for taps and bridges), and none outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NamespaceOwner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl NamespaceOwner {
+    /// The effective user and group of this process.
+    pub fn this_process() -> Self {
+        Self {
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        }
+    }
+}
+
 /// A lab's private network namespace, alive as long as this value.
 #[derive(Debug)]
 pub struct LabNamespace {
@@ -160,6 +182,9 @@ pub struct LabNamespace {
     /// last reference) on drop.
     holder: ChildProcess,
     enclosure: Enclosure,
+    /// For a user namespace: who is root inside, and the enclosure (user
+    /// namespace, then network namespace) a process of that user joins.
+    owner: Option<(NamespaceOwner, Enclosure)>,
     kind: NamespaceKind,
     tool_dir: PathBuf,
 }
@@ -177,8 +202,48 @@ impl LabNamespace {
         label: &str,
         deadline: Deadline,
     ) -> Result<Self, NetError> {
+        Self::start(kind, None, tool_dir, label, deadline).await
+    }
+
+    /// Like [`LabNamespace::create`] with [`NamespaceKind::UserAndNet`], but
+    /// the user namespace belongs to `owner`, root inside: a jailed
+    /// submission running as `owner` (see [`crate::sandbox`]) joins it
+    /// through [`LabNamespace::owner_enclosure`] and may make taps and
+    /// bridges there. Needs root unless `owner` is this process's user.
+    ///
+    /// [`LabNamespace::enclosure`] then serves labcheck's own children (QEMU,
+    /// checks): as root it joins only the network namespace, so they stay
+    /// the host's root with every capability (they must open the taps and
+    /// the submission's disk images, which belong to `owner`); otherwise it
+    /// joins both namespaces, as for `UserAndNet`.
+    ///
+    /// Spawns a child: see [`ChildProcess::spawn`] about which thread to call from.
+    pub async fn create_owned_by(
+        owner: NamespaceOwner,
+        tool_dir: &Path,
+        label: &str,
+        deadline: Deadline,
+    ) -> Result<Self, NetError> {
+        Self::start(
+            NamespaceKind::UserAndNet,
+            Some(owner),
+            tool_dir,
+            label,
+            deadline,
+        )
+        .await
+    }
+
+    async fn start(
+        kind: NamespaceKind,
+        owner: Option<NamespaceOwner>,
+        tool_dir: &Path,
+        label: &str,
+        deadline: Deadline,
+    ) -> Result<Self, NetError> {
         write_sudo(tool_dir)?;
-        let holder = holder::spawn(kind, label).map_err(|source| spawn_error(kind, source))?;
+        let holder =
+            holder::spawn(kind, label, owner).map_err(|source| spawn_error(kind, source))?;
         let namespaces = holder::namespace_paths(kind, holder.pid())
             .into_iter()
             .map(|(path, flag)| match std::fs::File::open(&path) {
@@ -186,11 +251,31 @@ impl LabNamespace {
                 Err(source) => Err(NetError::OpenNamespace { path, source }),
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let tool_dir = tool_dir.to_path_buf();
+        let both = Enclosure::new(namespaces.clone(), Some(tool_dir.clone()));
+        let root_outside = nix::unistd::geteuid().is_root();
+        let enclosure = match owner {
+            Some(owner) if root_outside && owner.uid != 0 => {
+                let net_only = namespaces
+                    .into_iter()
+                    .filter(|(_, flag)| *flag == CloneFlags::CLONE_NEWNET)
+                    .collect();
+                Enclosure::new(net_only, Some(tool_dir.clone()))
+            }
+            _ => both.clone(),
+        };
+        let owner = match (kind, owner) {
+            (NamespaceKind::Net, _) => None,
+            (NamespaceKind::UserAndNet, owner) => {
+                Some((owner.unwrap_or_else(NamespaceOwner::this_process), both))
+            }
+        };
         let lab = Self {
             holder,
-            enclosure: Enclosure::new(namespaces, Some(tool_dir.to_path_buf())),
+            enclosure,
+            owner,
             kind,
-            tool_dir: tool_dir.to_path_buf(),
+            tool_dir,
         };
         run_ip("ip link set lo up", &lab.enclosure, deadline).await?;
         Ok(lab)
@@ -206,6 +291,16 @@ impl LabNamespace {
 
     pub fn kind(&self) -> NamespaceKind {
         self.kind
+    }
+
+    /// For a user namespace, its owner (root inside) and the enclosure a
+    /// process *running as that owner* joins to be root there: the user
+    /// namespace, then the network namespace. `None` for a
+    /// [`NamespaceKind::Net`] lab, which only the host's root may act in.
+    pub fn owner_enclosure(&self) -> Option<(NamespaceOwner, &Enclosure)> {
+        self.owner
+            .as_ref()
+            .map(|(owner, enclosure)| (*owner, enclosure))
     }
 
     /// The dir holding the lab's `sudo`, first on `PATH` inside.
