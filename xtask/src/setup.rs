@@ -28,7 +28,34 @@ const TEST_TOOLS: &[(&str, &str)] = &[
 /// Installs the QEMU packages when missing: as root via apt, otherwise by
 /// saying exactly which command to run.
 pub fn host_packages() -> Result<(), Failure> {
-    ensure_tools(HOST_TOOLS, &install_command(), "sudo cargo xtask setup")
+    ensure_tools(HOST_TOOLS, &install_command(), "sudo cargo xtask setup")?;
+    tun_device()
+}
+
+/// The tun device, opened by the tap lab's `ip tuntap add`.
+const TUN: &str = "/dev/net/tun";
+
+/// `labcheck grade` runs a submission's `tap/setup.sh` as an unprivileged
+/// sandbox user, who must be able to open the tun device: udev's usual mode
+/// is 0666, but containers often leave it 0600. Made so as root, or said.
+fn tun_device() -> Result<(), Failure> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(TUN) else {
+        // No tun device at all: the tap lab says so when it runs.
+        return Ok(());
+    };
+    if meta.permissions().mode() & 0o666 == 0o666 {
+        return Ok(());
+    }
+    if !is_root() {
+        return Err(Failure::Message(format!(
+            "{TUN} is not open to every user, so `labcheck grade` cannot grade the tap lab.\n\
+             Give it udev's usual mode with:\n  sudo chmod 0666 {TUN}"
+        )));
+    }
+    eprintln!("setup: chmod 0666 {TUN} (udev's usual mode: the grading sandbox's user opens it)");
+    std::fs::set_permissions(TUN, std::fs::Permissions::from_mode(0o666))
+        .map_err(|e| Failure::Message(format!("cannot chmod {TUN}: {e}")))
 }
 
 /// Installs the packages only the tests need, as [`host_packages`] does.

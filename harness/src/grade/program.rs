@@ -231,10 +231,8 @@ fn preparation_failure(grading: &Grading, report: &LabReport) -> Option<String> 
             grading.program.len()
         ));
     }
-    grading
-        .program
-        .iter()
-        .zip(&report.steps)
+    let steps = || grading.program.iter().zip(&report.steps);
+    let preparation = steps()
         .take_while(|(entry, _)| matches!(entry.role, Role::Grader))
         .find(|(_, step)| !matches!(step.outcome, Outcome::Passed | Outcome::Erratum))
         .map(|(entry, step)| {
@@ -243,7 +241,14 @@ fn preparation_failure(grading: &Grading, report: &LabReport) -> Option<String> 
                 entry.step.name,
                 evidence(step)
             )
+        });
+    // A student's file that labcheck could not run (the sandbox failed).
+    let carried_out = steps()
+        .find(|(entry, step)| {
+            matches!(entry.role, Role::Student { .. }) && step.outcome == Outcome::Error
         })
+        .map(|(entry, step)| format!("`{}`: {}", entry.step.name, evidence(step)));
+    preparation.or(carried_out)
 }
 
 fn check_result(

@@ -48,7 +48,8 @@ pub async fn grade_all(
         }
     }
     let mut results: Vec<Vec<Option<LabResult>>> = vec![vec![None; labs.len()]; submissions.len()];
-    let mut free_slots: Vec<usize> = (0..jobs.max(1)).rev().collect();
+    let slots = u16::try_from(jobs.max(1)).unwrap_or(u16::MAX);
+    let mut free_slots: Vec<u16> = (0..slots).rev().collect();
     let mut running = tokio::task::JoinSet::new();
     let mut queue = pending.into_iter();
     loop {
@@ -104,7 +105,7 @@ pub async fn grade_all(
 
 /// The run context of one job: transcripts under the student's own dir,
 /// and the job slot's own sandbox identity.
-fn job_context(ctx: &RunContext, student: &str, slot: usize) -> RunContext {
+fn job_context(ctx: &RunContext, student: &str, slot: u16) -> RunContext {
     RunContext {
         out_dir: ctx.out_dir.join(student),
         jail_slot: slot,

@@ -130,8 +130,13 @@ struct LabRun<'a> {
     /// Handout port → free loopback port, for a lab on the host's network
     /// while other labs run: the same map for all its VMs.
     loopback_ports: BTreeMap<u16, u16>,
-    /// Removes the work dir on drop unless the user asked to keep it.
-    _work_guard: Option<tempfile::TempDir>,
+    /// labcheck's own files (the namespace's tool dir, QEMU's sockets and
+    /// logs): beside the work dir, never in it, because a student's script
+    /// owns the work dir and could plant links where labcheck writes.
+    own_dir: PathBuf,
+    /// Remove the work dir and `own_dir` on drop unless the user asked to
+    /// keep them.
+    _work_guard: Option<(tempfile::TempDir, tempfile::TempDir)>,
 }
 
 impl Drop for LabRun<'_> {
@@ -156,6 +161,11 @@ impl<'a> LabRun<'a> {
             .tempdir_in(&ctx.work_root)
             .map_err(work_error(&ctx.work_root))?;
         let work_dir = guard.path().to_path_buf();
+        let own_guard = tempfile::Builder::new()
+            .prefix(&format!("{}-labcheck-", lab.id))
+            .tempdir_in(&ctx.work_root)
+            .map_err(work_error(&ctx.work_root))?;
+        let own_dir = own_guard.path().to_path_buf();
         let transcript_dir = ctx.out_dir.join(&lab.id);
         // Transcripts of an earlier run would be appended to: start afresh.
         match std::fs::remove_dir_all(&transcript_dir) {
@@ -182,11 +192,12 @@ impl<'a> LabRun<'a> {
             guest_backgrounds: HashMap::new(),
             namespace: None,
             loopback_ports: loopback_ports(lab, ctx)?,
+            own_dir,
             _work_guard: if ctx.keep {
-                let _ = guard.keep();
+                let _ = (guard.keep(), own_guard.keep());
                 None
             } else {
-                Some(guard)
+                Some((guard, own_guard))
             },
         })
     }
@@ -222,7 +233,7 @@ impl<'a> LabRun<'a> {
         if self.lab.network != Network::Namespace {
             return Ok(());
         }
-        let tool_dir = self.work_dir.join(".labcheck").join("bin");
+        let tool_dir = self.own_dir.join("bin");
         std::fs::create_dir_all(&tool_dir).map_err(|source| RunError::WorkDir {
             path: tool_dir.clone(),
             source,
@@ -232,9 +243,16 @@ impl<'a> LabRun<'a> {
         }
         let label = format!("labcheck-netns:{}", self.work_dir.display());
         let deadline = Deadline::after(NAMESPACE_TIMEOUT);
-        let namespace = LabNamespace::create(self.ctx.namespaces, &tool_dir, &label, deadline)
-            .await
-            .map_err(RunError::Namespace)?;
+        let namespace = if runs_submission_scripts(self.lab) {
+            // Owned by the job slot's sandbox user, so that its scripts are
+            // the namespace's root (taps, bridges) and nothing more.
+            self.jail_identity()
+                .lab_namespace(&tool_dir, &label, deadline)
+                .await
+        } else {
+            LabNamespace::create(self.ctx.namespaces, &tool_dir, &label, deadline).await
+        }
+        .map_err(RunError::Namespace)?;
         self.enclosure = namespace.enclosure().clone();
         self.namespace = Some(namespace);
         Ok(())
@@ -712,10 +730,7 @@ impl<'a> LabRun<'a> {
         self.launched.insert(name.to_string(), parsed.clone());
         let count = self.boots.entry(name.to_string()).or_insert(0);
         *count += 1;
-        let run_dir = self
-            .work_dir
-            .join(".labcheck")
-            .join(format!("{name}-{count}"));
+        let run_dir = self.own_dir.join(format!("{name}-{count}"));
         std::fs::create_dir_all(&run_dir)
             .map_err(|e| StepFailure::error(format!("cannot create {}: {e}", run_dir.display())))?;
         let serial_socket = run_dir.join("serial.sock");
@@ -1154,6 +1169,13 @@ fn loopback_ports(lab: &Lab, ctx: &RunContext) -> Result<BTreeMap<u16, u16>, Run
 /// Whether the lab makes or attaches tap devices, which an unprivileged
 /// namespace can only do where the host's tun device is open to all. Read
 /// from the text: a tap netdev in a VM's line, or `tuntap` in a host command.
+/// Whether the lab runs a submission's `.sh` files (in a sandbox).
+fn runs_submission_scripts(lab: &Lab) -> bool {
+    lab.steps
+        .iter()
+        .any(|step| matches!(step.action, Action::Sandboxed { .. }))
+}
+
 fn uses_taps(lab: &Lab) -> bool {
     let in_vm = lab.vms.iter().any(|vm| vm.qemu.contains("tap,"));
     let on_host =

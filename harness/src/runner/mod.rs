@@ -41,7 +41,7 @@ pub struct RunContext {
     /// Which job slot this lab runs in (0 when labs run one at a time):
     /// a student's scripts run as that slot's own sandbox user, so
     /// submissions graded at the same time never share a process limit.
-    pub jail_slot: usize,
+    pub jail_slot: u16,
 }
 
 impl RunContext {

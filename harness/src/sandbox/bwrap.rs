@@ -47,6 +47,8 @@ pub(super) enum PlanNetwork {
 /// Everything the command line depends on.
 #[derive(Debug, Clone)]
 pub(super) struct Plan<'a> {
+    /// Bound as the jail's `/etc/passwd`.
+    pub passwd: &'a Path,
     pub work_dir: &'a Path,
     pub read_only: &'a [PathBuf],
     pub network: PlanNetwork,
@@ -96,6 +98,7 @@ pub(super) fn arguments(plan: &Plan<'_>) -> Vec<OsString> {
     for piece in ETC_PIECES {
         args.bind("--ro-bind-try", Path::new(piece), Path::new(piece));
     }
+    args.bind("--ro-bind", plan.passwd, Path::new("/etc/passwd"));
     args.flags(&["--proc", "/proc", "--dev", "/dev"]);
     if let PlanNetwork::Lab { .. } = plan.network {
         let tun = Path::new("/dev/net/tun");
@@ -171,6 +174,7 @@ mod tests {
         ];
         let read_only = [PathBuf::from("/srv/lab/inputs")];
         let plan = Plan {
+            passwd: Path::new("/tmp/labcheck-passwd-x"),
             work_dir: Path::new("/srv/grade/alice"),
             read_only: &read_only,
             network,

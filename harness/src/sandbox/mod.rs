@@ -294,6 +294,27 @@ impl Identity {
     }
 }
 
+/// The jail's `/etc/passwd`: names for the ids a script runs as (root in
+/// a lab jail, the slot's user in an isolated one), so that the handout's
+/// `$(whoami)` works, and nothing of the host's accounts.
+fn passwd_file(uid: u32) -> Result<tempfile::NamedTempFile, JailError> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let spawn_error = |source| JailError::Spawn { source };
+    let mut file = tempfile::Builder::new()
+        .prefix("labcheck-passwd-")
+        .tempfile()
+        .map_err(spawn_error)?;
+    write!(
+        file,
+        "root:x:0:0:root:/root:/bin/sh\nstudent:x:{uid}:{uid}:student:/:/bin/sh\n"
+    )
+    .map_err(spawn_error)?;
+    // bwrap opens the bind source as the jail's user.
+    fs::set_permissions(file.path(), fs::Permissions::from_mode(0o644)).map_err(spawn_error)?;
+    Ok(file)
+}
+
 impl Jail {
     /// Runs `sh -c script` in the jail, killing it at `deadline` or when its
     /// output passes the limit. When this returns, nothing of the jail runs
@@ -319,7 +340,9 @@ impl Jail {
         let (info_read, info_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(pipe_error)?;
         let nonce = format!("labcheck-jail-{:016x}", rand::random::<u64>());
         let top_level = host_top_level();
+        let passwd = passwd_file(self.identity.uid())?;
         let plan = bwrap::Plan {
+            passwd: passwd.path(),
             work_dir: &self.work_dir,
             read_only: &self.read_only,
             network: match &self.network {

@@ -130,7 +130,7 @@ impl Area {
             read_only: vec![],
             network,
             limits,
-            identity: Identity::for_slot(slot),
+            identity: test_identity(slot),
         }
     }
 }
@@ -162,6 +162,13 @@ fn assert_nothing_left(uid: u32, path: &Path) {
     }
 }
 
+/// Slots far above any `--jobs`, so that these tests never share a sandbox
+/// user with a grading run going on beside them (nextest runs test
+/// binaries in parallel) and count its processes as their own.
+fn test_identity(slot: u16) -> Identity {
+    Identity::for_slot(1000 + slot)
+}
+
 fn processes_mentioning(path: &Path) -> Vec<String> {
     let needle = path.display().to_string();
     fs::read_dir("/proc")
@@ -177,7 +184,7 @@ fn processes_mentioning(path: &Path) -> Vec<String> {
 #[case::roots_home(2, "/root")]
 #[case::homes(3, "/home")]
 #[case::the_graders_repository(4, env!("CARGO_MANIFEST_DIR"))]
-#[case::the_hosts_users(5, "/etc/passwd")]
+#[case::the_hosts_passwords(5, "/etc/shadow")]
 #[tokio::test]
 async fn a_jail_sees_nothing_but_its_own(#[case] slot: u16, #[case] path: &str) {
     let area = Area::new();
@@ -185,6 +192,20 @@ async fn a_jail_sees_nothing_but_its_own(#[case] slot: u16, #[case] path: &str) 
     let ran = run(&jail, &format!("cat {path}"), STEP).await;
     assert_ne!(ran.exit, ShellExit::Exited(0), "{ran:?}");
     assert!(ran.output.contains("No such file or directory"), "{ran:?}");
+    assert_nothing_left(jail.identity.uid(), area.root.path());
+}
+
+#[tokio::test]
+async fn a_jails_accounts_are_its_own_not_the_hosts() {
+    let area = Area::new();
+    let jail = area.jail(19, JailNetwork::Isolated, Limits::default());
+    let ran = run(&jail, "cat /etc/passwd; whoami", STEP).await;
+    assert_eq!(ran.exit, ShellExit::Exited(0), "{ran:?}");
+    assert!(ran.output.contains("student:x:"), "{ran:?}");
+    assert!(
+        !ran.output.contains("daemon:"),
+        "the host's accounts: {ran:?}"
+    );
     assert_nothing_left(jail.identity.uid(), area.root.path());
 }
 
@@ -373,7 +394,7 @@ const TAP_LAB: &str =
 #[tokio::test]
 async fn a_lab_jail_makes_taps_that_qemu_opens() {
     let area = Area::new();
-    let identity = Identity::for_slot(14);
+    let identity = test_identity(14);
     let tool_dir = area.root.path().join("tools");
     let label = format!("labcheck-netns:{}", area.root.path().display());
     let lab = identity
@@ -420,7 +441,7 @@ async fn a_lab_of_another_user_is_refused() {
     let area = Area::new();
     let tool_dir = area.root.path().join("tools");
     let label = format!("labcheck-netns:{}", area.root.path().display());
-    let lab = Identity::for_slot(15)
+    let lab = test_identity(15)
         .lab_namespace(&tool_dir, &label, Deadline::after(STEP))
         .await
         .expect("lab");
@@ -433,7 +454,7 @@ async fn a_lab_of_another_user_is_refused() {
         Err(JailError::LabNotOwned { owner, uid }) => {
             assert_eq!(
                 (owner, uid),
-                (DEDICATED_ID_BASE + 15, DEDICATED_ID_BASE + 16)
+                (test_identity(15).uid(), test_identity(16).uid())
             );
         }
         other => panic!("expected LabNotOwned, got {other:?}"),

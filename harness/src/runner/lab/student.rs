@@ -8,10 +8,12 @@ use std::time::Duration;
 use super::{LabRun, Performed};
 use crate::console::ConsoleError;
 use crate::runner::StepFailure;
+use crate::sandbox::{Identity, Jail, JailError, JailNetwork, Limit, Limits};
 use crate::time::{format_duration, Deadline};
+use crate::vm::ShellExit;
 
 /// Each typed line gets this long (KVM time) before Ctrl-C and the next.
-const LINE_TIMEOUT: Duration = Duration::from_secs(15);
+const LINE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl LabRun<'_> {
     /// Types each line into `vm`'s shell in turn. A line that does not end
@@ -52,15 +54,55 @@ impl LabRun<'_> {
 }
 
 impl LabRun<'_> {
-    /// Runs a student's `.sh` file in the work dir.
+    /// The sandbox user of this lab's job slot.
+    pub(super) fn jail_identity(&self) -> Identity {
+        Identity::for_slot(self.ctx.jail_slot)
+    }
+
+    /// Runs a student's `.sh` file in a jail on the work dir, inside the
+    /// lab's namespace (root there, for taps and bridges, and nowhere else).
     pub(super) async fn sandboxed(
         &mut self,
         script: &str,
         deadline: Deadline,
     ) -> Result<Performed, StepFailure> {
-        let out = crate::vm::process::run_shell(script, &self.work_dir, &self.enclosure, deadline)
+        let namespace = self.namespace.as_ref().ok_or_else(|| {
+            StepFailure::error("a submission's script needs the lab's namespace, and it has none")
+        })?;
+        let jail = Jail {
+            work_dir: self.work_dir.clone(),
+            read_only: Vec::new(),
+            network: JailNetwork::lab(namespace).map_err(jail_failure)?,
+            limits: Limits::default(),
+            identity: self.jail_identity(),
+        };
+        let out = jail
+            .run_script(script, deadline)
             .await
-            .map_err(|e| StepFailure::error(format!("cannot run the script: {e}")))?;
-        super::shell_observation("the script", &out)
+            .map_err(jail_failure)?;
+        let mut output = out.output;
+        match out.cut_off {
+            None => {}
+            Some(Limit::WallTime) => output.push_str(&format!(
+                "\n[stopped: still running after {}]",
+                format_duration(deadline.budget())
+            )),
+            Some(Limit::Output) => output.push_str(&format!(
+                "\n[stopped: more than {} bytes of output]",
+                Limits::default().output
+            )),
+        }
+        let exit = match out.exit {
+            ShellExit::Exited(code) => Some(code),
+            ShellExit::Signaled(signal) => Some(128 + signal),
+            ShellExit::TimedOut { .. } => None,
+        };
+        Ok(Performed::seen(exit, output))
     }
+}
+
+/// The sandbox could not run the script: labcheck's failure, not the
+/// student's (the submission is then not gradable).
+fn jail_failure(error: JailError) -> StepFailure {
+    StepFailure::error(format!("the sandbox failed: {error}"))
 }
