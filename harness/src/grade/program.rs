@@ -296,3 +296,224 @@ fn evidence(step: &StepReport) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::LabOutcome;
+    use rstest::rstest;
+
+    const LAB: &str = r#"
+[lab]
+id = "socket"
+title = "Socket"
+handout = "Lab - Socket"
+
+[vm.vm1]
+qemu = "qemu-system-x86_64 -m 512 -cdrom a.iso -nographic"
+
+[[step]]
+name = "Boot"
+boot = "vm1"
+
+[slot."socket/vm1.qemu"]
+vm = "vm1"
+
+[slot."socket/vm1.guest"]
+default = "ip addr add 10.0.0.1/24 dev eth0\nip link set eth0 up\n"
+
+[slot."socket/setup.sh"]
+default = "true\n"
+
+[[grade]]
+name = "Prepare"
+host = "true"
+
+[[grade]]
+name = "Set up"
+slot = "socket/setup.sh"
+
+[[grade]]
+name = "Boot VM1"
+boot = "vm1"
+
+[[grade]]
+name = "Type the lines"
+slot = "socket/vm1.guest"
+on = "vm1"
+
+[[grade]]
+id = "up"
+name = "VM1 is up"
+points = 2
+grades = ["socket/vm1.qemu"]
+check = { running = "vm1" }
+
+[[grade]]
+id = "addressed"
+name = "VM1 has an address"
+points = 3
+depends-on = ["up"]
+grades = ["socket/vm1.guest"]
+check = { subnet = ["vm1"] }
+"#;
+
+    fn lab() -> Lab {
+        crate::scenario::parse(std::path::Path::new("socket.toml"), LAB).expect("valid lab")
+    }
+
+    fn grading(lab: &Lab) -> &Grading {
+        lab.grading.as_ref().expect("a graded lab")
+    }
+
+    #[test]
+    fn the_reference_holds_every_slots_default() {
+        let lab = lab();
+        let files = reference(grading(&lab));
+        assert_eq!(files.len(), 3);
+        assert_eq!(files["socket/vm1.qemu"], lab.vms[0].qemu);
+        assert_eq!(files["socket/setup.sh"], "true\n");
+    }
+
+    #[test]
+    fn a_program_runs_in_its_namespace_and_goes_on_after_failures() {
+        let lab = lab();
+        let runnable = program(&lab, grading(&lab), &reference(grading(&lab)));
+        assert_eq!(runnable.network, Network::Namespace);
+        assert_eq!(runnable.after_failure, AfterFailure::GoOn);
+        assert!(runnable.cleanup.is_empty() && runnable.grading.is_none());
+        assert_eq!(runnable.vms[0].origin, Origin::Submission);
+        assert!(
+            matches!(&runnable.steps[1].action, Action::Sandboxed { script } if script == "true\n")
+        );
+        assert!(matches!(
+            &runnable.steps[3].action,
+            Action::Lines { vm, lines } if vm == "vm1" && lines.len() == 2
+        ));
+        assert_eq!(runnable.steps[5].depends_on, ["up"]);
+    }
+
+    #[rstest]
+    #[case::missing(None, "not submitted: socket/vm1.qemu")]
+    #[case::refused(
+        Some("qemu-system-x86_64 -m 512 -monitor stdio"),
+        "socket/vm1.qemu refused: -monitor stdio"
+    )]
+    #[case::unparsable(Some("qemu-system-x86_64 -m 'open"), "socket/vm1.qemu does not parse")]
+    fn a_command_line_missing_or_refused_does_not_boot(
+        #[case] text: Option<&str>,
+        #[case] reason: &str,
+    ) {
+        let lab = lab();
+        let mut files = reference(grading(&lab));
+        match text {
+            Some(text) => files.insert("socket/vm1.qemu".into(), text.into()),
+            None => files.remove("socket/vm1.qemu"),
+        };
+        let runnable = program(&lab, grading(&lab), &files);
+        match &runnable.vms[0].origin {
+            Origin::Refused(why) => assert!(why.starts_with(reason), "{why}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_a_step_not_done_and_its_checks_are_not_run() {
+        let lab = lab();
+        let mut files = reference(grading(&lab));
+        files.remove("socket/vm1.guest");
+        let runnable = program(&lab, grading(&lab), &files);
+        for index in [3, 5] {
+            assert!(
+                matches!(&runnable.steps[index].action, Action::NotChecked { reason } if reason == "not submitted: socket/vm1.guest"),
+                "{:?}",
+                runnable.steps[index].action
+            );
+        }
+        assert!(matches!(runnable.steps[4].action, Action::Check(_)));
+    }
+
+    fn report(outcomes: &[Outcome]) -> LabReport {
+        let lab = lab();
+        LabReport {
+            id: lab.id.clone(),
+            title: lab.title.clone(),
+            handout: lab.handout.clone(),
+            source: String::new(),
+            work_dir: String::new(),
+            outcome: LabOutcome::Passed,
+            duration_ms: 0,
+            network: "namespace".into(),
+            stand_ins: Vec::new(),
+            substitutions: Vec::new(),
+            steps: grading(&lab)
+                .program
+                .iter()
+                .zip(outcomes)
+                .map(|(entry, outcome)| StepReport {
+                    name: entry.step.name.clone(),
+                    kind: "check".into(),
+                    vm: None,
+                    command: None,
+                    outcome: *outcome,
+                    exit: None,
+                    output: "seen".into(),
+                    expected: Vec::new(),
+                    mismatches: Vec::new(),
+                    erratum: None,
+                    note: None,
+                    console_tail: Vec::new(),
+                    duration_ms: 0,
+                })
+                .collect(),
+            transcripts: Vec::new(),
+        }
+    }
+
+    use Outcome::{Error, Failed, NotChecked, Passed, Skipped};
+
+    #[rstest]
+    #[case::all_passed([Passed; 6], Some(5), [CheckStatus::Passed, CheckStatus::Passed])]
+    #[case::parent_failed(
+        [Passed, Passed, Failed, Passed, Failed, Skipped],
+        Some(0),
+        [CheckStatus::Failed, CheckStatus::Skipped]
+    )]
+    #[case::not_submitted(
+        [Passed, Passed, Passed, NotChecked, Passed, NotChecked],
+        Some(2),
+        [CheckStatus::Passed, CheckStatus::Failed]
+    )]
+    #[case::a_check_labcheck_could_not_make_fails(
+        [Passed, Passed, Passed, Passed, Passed, Error],
+        Some(2),
+        [CheckStatus::Passed, CheckStatus::Failed]
+    )]
+    fn points_follow_the_checks(
+        #[case] outcomes: [Outcome; 6],
+        #[case] score: Option<u32>,
+        #[case] statuses: [CheckStatus; 2],
+    ) {
+        let lab = lab();
+        let result = super::score(&lab, grading(&lab), &report(&outcomes));
+        assert_eq!(result.score(), score);
+        let seen: Vec<CheckStatus> = result.checks.iter().map(|c| c.status).collect();
+        assert_eq!(seen, statuses);
+        assert_eq!(result.max_points, 5);
+    }
+
+    #[rstest]
+    #[case::the_graders_preparation_failed([Failed, Passed, Passed, Passed, Passed, Passed], "`Prepare` failed before")]
+    #[case::the_sandbox_failed([Passed, Error, Passed, Passed, Passed, Passed], "`Set up`")]
+    #[case::the_lab_stopped_short([Passed, Passed], "stopped after 2 of its 6 steps")]
+    fn a_failure_of_labcheck_is_not_a_zero(
+        #[case] outcomes: impl AsRef<[Outcome]>,
+        #[case] why: &str,
+    ) {
+        let lab = lab();
+        let result = score(&lab, grading(&lab), &report(outcomes.as_ref()));
+        assert_eq!(result.score(), None);
+        let reason = result.not_gradable.expect("not gradable");
+        assert!(reason.contains(why), "{reason}");
+    }
+}

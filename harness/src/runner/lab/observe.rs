@@ -14,6 +14,9 @@ use crate::runner::StepFailure;
 use crate::time::Deadline;
 use crate::vm::{CommandLine, KeyValues};
 
+/// How many times a traffic check sends its nonce before it gives up.
+const TRAFFIC_ATTEMPTS: usize = 3;
+
 /// Where the receiving end of a traffic check writes what it got.
 const NONCE_FILE: &str = "/tmp/.labcheck-nonce";
 
@@ -122,27 +125,28 @@ impl LabRun<'_> {
             )
         };
         let listen = format!(
-            "rm -f {NONCE_FILE}; (timeout 20 busybox nc -l -p {port} > {NONCE_FILE} 2>/dev/null &)"
+            "rm -f {NONCE_FILE}; (timeout 60 busybox nc -l -p {port} > {NONCE_FILE} 2>/dev/null &)"
         );
         self.control(to, &listen, deadline).await?;
         self.await_listener(to, port, deadline).await?;
-        for target in &targets {
-            let send = format!(
-                "echo {nonce} | timeout 10 busybox nc -w 3 {} {port}",
-                target.address
-            );
-            self.control(from, &send, deadline).await?;
-            let got = self
-                .control(to, &format!("cat {NONCE_FILE}"), deadline)
-                .await?;
-            if got.contains(&nonce) {
-                return Ok(observed(
-                    vec![format!(
-                        "a nonce sent from {from} to {to} at {} arrived",
-                        target.address
-                    )],
-                    Vec::new(),
-                ));
+        // A link that just came up (an e1000 negotiating, a bridge port
+        // learning) can lose the first tries: a few, a second apart.
+        for _ in 0..TRAFFIC_ATTEMPTS {
+            for target in &targets {
+                let send = format!(
+                    "echo {nonce} | timeout 5 busybox nc -w 2 {} {port}",
+                    target.address
+                );
+                self.control(from, &send, deadline).await?;
+                if self.nonce_arrived(to, &nonce, deadline).await? {
+                    return Ok(observed(
+                        vec![format!(
+                            "a nonce sent from {from} to {to} at {} arrived",
+                            target.address
+                        )],
+                        Vec::new(),
+                    ));
+                }
             }
         }
         Ok(observed(
@@ -251,6 +255,26 @@ impl LabRun<'_> {
     ) -> Result<Vec<Interface>, StepFailure> {
         let text = self.control(vm, "ip -o -4 addr show", deadline).await?;
         Ok(parse_addresses(&text))
+    }
+
+    /// Whether the listener on `to` wrote the nonce, looking for a moment:
+    /// the sender's `nc` may end before the listener's has written it.
+    async fn nonce_arrived(
+        &mut self,
+        to: &str,
+        nonce: &str,
+        deadline: Deadline,
+    ) -> Result<bool, StepFailure> {
+        for _ in 0..5 {
+            let got = self
+                .control(to, &format!("cat {NONCE_FILE}"), deadline)
+                .await?;
+            if got.contains(nonce) {
+                return Ok(true);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        Ok(false)
     }
 
     async fn await_listener(

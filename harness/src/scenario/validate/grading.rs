@@ -64,6 +64,8 @@ impl Validator<'_> {
     ) -> Option<Slot> {
         let kind = self.slot_kind(path, slot.get_ref());
         let default = match (&kind, &slot.get_ref().default) {
+            // The path is wrong already: a missing default would be noise.
+            (None, _) => None,
             (Some(SlotKind::Qemu { vm }), None) => raw
                 .vm
                 .iter()
