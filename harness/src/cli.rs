@@ -21,7 +21,7 @@ use crate::shard::Shard;
 use crate::time::Deadline;
 use crate::vm::{accel, CommandLine};
 
-mod grade;
+pub mod grade;
 
 pub const EXIT_PASSED: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;

@@ -4,6 +4,7 @@
 //! what it needs, or says exactly what is missing and how to get it.
 
 mod bench;
+mod bench_grading;
 mod bench_labs;
 mod setup;
 mod snapshots;
@@ -62,6 +63,10 @@ enum Task {
         /// this many rounds.
         #[arg(long, value_name = "ROUNDS")]
         labs: Option<usize>,
+        /// Instead: grading throughput on fixtures/submissions at --jobs 1
+        /// and 2, this many rounds, and whether every run agreed.
+        #[arg(long, value_name = "ROUNDS", conflicts_with = "labs")]
+        grading: Option<usize>,
     },
 }
 
@@ -82,12 +87,14 @@ fn main() -> ExitCode {
             boots,
             round_trips,
             labs,
+            grading,
         } => setup::host_packages()
             .and_then(|()| setup::guest())
-            .and_then(|guest| match labs {
-                Some(rounds) => lab_files(&workspace_root().join("scenarios"), &[])
+            .and_then(|guest| match (labs, grading) {
+                (Some(rounds), _) => lab_files(&workspace_root().join("scenarios"), &[])
                     .and_then(|files| bench_labs::run(files, rounds)),
-                None => bench::run(&guest, boots, round_trips),
+                (None, Some(rounds)) => bench_grading::run(&workspace_root(), rounds),
+                (None, None) => bench::run(&guest, boots, round_trips),
             }),
     };
     match result {

@@ -22,22 +22,22 @@ pub struct GradeArgs {
     /// A lab to grade: its id (a file `<id>.toml` in --labs-dir) or a lab
     /// file. Repeat it, or separate with commas, for several.
     #[arg(long = "lab", required = true, value_delimiter = ',')]
-    labs: Vec<String>,
+    pub labs: Vec<String>,
     /// The submissions: one directory, `.zip` or `.tar.gz` per student,
     /// named after the student.
-    submissions: PathBuf,
+    pub submissions: PathBuf,
     /// Where results, feedback, the gradebook and transcripts go.
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
     /// How many (student, lab) pairs run at once.
     #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-    jobs: u16,
+    pub jobs: u16,
     /// Show `after_due_date` checks in the students' feedback.
     #[arg(long)]
-    after_due_date: bool,
+    pub after_due_date: bool,
     /// Where lab ids are looked up.
     #[arg(long, default_value = "scenarios")]
-    labs_dir: PathBuf,
+    pub labs_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::model::{CheckResult, CheckStatus, Gradebook, LabResult, StudentResult, Visibility};
+use crate::report::junit::{attr, seconds, text_content};
+use crate::report::markdown::{fenced, longest_backtick_run};
 
 /// `results/<student>.json`: the submission's whole result, hidden checks
 /// and all.
@@ -147,13 +149,6 @@ fn status_word(status: CheckStatus) -> &'static str {
     }
 }
 
-/// Text in a fenced code block whose fence is longer than any run of
-/// backticks inside, so nothing in it can close the block early.
-fn fenced(text: &str) -> String {
-    let fence = "`".repeat(longest_backtick_run(text).max(2) + 1);
-    format!("{fence}text\n{text}\n{fence}\n")
-}
-
 /// Text as an inline code span, on one line.
 fn code(text: &str) -> String {
     let one_line = show_controls(&text.replace(['\n', '\r'], " "));
@@ -181,10 +176,6 @@ fn show_controls(text: &str) -> String {
         }
     }
     out
-}
-
-fn longest_backtick_run(text: &str) -> usize {
-    text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
 }
 
 /// Text inside a line of Markdown, shown as written: on one line (so it
@@ -470,7 +461,7 @@ fn write_junit_suite(out: &mut String, student: &StudentResult) {
     let duration_ms: u64 = student.labs.iter().map(|lab| lab.duration_ms).sum();
     out.push_str(&format!(
         "  <testsuite name=\"{}\" {} time=\"{}\">\n",
-        xml_attr(&student.student),
+        attr(&student.student),
         JunitCounts::of(cases(student).into_iter()).attributes(),
         seconds(duration_ms)
     ));
@@ -486,7 +477,7 @@ fn junit_case(student: &str, case: &Case<'_>) -> String {
             lab.lab.clone(),
             Some(format!(
                 "<error message=\"{}\" type=\"not_gradable\"/>",
-                xml_attr(&format!("not gradable: {reason}"))
+                attr(&format!("not gradable: {reason}"))
             )),
         ),
         Case::Check(lab, check) => (
@@ -495,63 +486,24 @@ fn junit_case(student: &str, case: &Case<'_>) -> String {
                 CheckStatus::Passed => None,
                 CheckStatus::Failed => Some(format!(
                     "<failure message=\"{}\" type=\"failed\">{}</failure>",
-                    xml_attr(&check.title),
-                    xml_text(&evidence(check))
+                    attr(&check.title),
+                    text_content(&evidence(check))
                 )),
-                CheckStatus::Skipped => Some(format!(
-                    "<skipped message=\"{}\"/>",
-                    xml_attr(&check.observed)
-                )),
+                CheckStatus::Skipped => {
+                    Some(format!("<skipped message=\"{}\"/>", attr(&check.observed)))
+                }
             },
         ),
     };
     let open = format!(
         "    <testcase classname=\"{}\" name=\"{}\"",
-        xml_attr(student),
-        xml_attr(&name)
+        attr(student),
+        attr(&name)
     );
     match body {
         Some(body) => format!("{open}>\n      {body}\n    </testcase>\n"),
         None => format!("{open}/>\n"),
     }
-}
-
-/// Milliseconds as JUnit's seconds.
-fn seconds(ms: u64) -> String {
-    format!("{}.{:03}", ms / 1000, ms % 1000)
-}
-
-/// Text escaped for an XML attribute value: line breaks and tabs too, which
-/// a parser would otherwise fold into spaces.
-fn xml_attr(text: &str) -> String {
-    xml_escape(text, true)
-}
-
-/// Text escaped for XML element content.
-fn xml_text(text: &str) -> String {
-    xml_escape(text, false)
-}
-
-fn xml_escape(text: &str, in_attribute: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            // Escaped everywhere, so `]]>` never appears as written.
-            '>' => out.push_str("&gt;"),
-            '"' if in_attribute => out.push_str("&quot;"),
-            '\n' | '\r' | '\t' if in_attribute => out.push_str(&format!("&#{};", u32::from(c))),
-            '\n' | '\r' | '\t' => out.push(c),
-            // XML 1.0 forbids these even as character references; shown as
-            // text, so a reader still sees what was there.
-            c if c < ' ' || c == '\u{FFFE}' || c == '\u{FFFF}' => {
-                out.push_str(&c.escape_unicode().to_string());
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Writes every file of a grading run under `out`, creating directories,
@@ -943,14 +895,14 @@ mod tests {
     #[case("line\none\ttab", "line\none\ttab")]
     #[case("\u{1b}[0m\u{FFFE}", "\\u{1b}[0m\\u{fffe}")]
     fn xml_text_is_escaped(#[case] text: &str, #[case] escaped: &str) {
-        assert_eq!(xml_text(text), escaped);
+        assert_eq!(text_content(text), escaped);
     }
 
     #[rstest]
     #[case("say \"hi\" & go", "say &quot;hi&quot; &amp; go")]
     #[case("two\nlines", "two&#10;lines")]
     fn xml_attributes_are_escaped(#[case] text: &str, #[case] escaped: &str) {
-        assert_eq!(xml_attr(text), escaped);
+        assert_eq!(attr(text), escaped);
     }
 
     /// The fixture with file-safe student names.

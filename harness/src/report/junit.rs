@@ -178,18 +178,18 @@ fn erratum_note(step: &StepReport) -> Option<String> {
 }
 
 /// Milliseconds as JUnit's seconds.
-fn seconds(ms: u64) -> String {
+pub(crate) fn seconds(ms: u64) -> String {
     format!("{}.{:03}", ms / 1000, ms % 1000)
 }
 
 /// Text escaped for an attribute value: line breaks and tabs too, which an
 /// XML parser would otherwise fold into spaces.
-fn attr(text: &str) -> String {
+pub(crate) fn attr(text: &str) -> String {
     escape(text, true)
 }
 
 /// Text escaped for element content.
-fn text_content(text: &str) -> String {
+pub(crate) fn text_content(text: &str) -> String {
     escape(text, false)
 }
 

@@ -230,7 +230,7 @@ fn clip(line: &str) -> String {
 }
 
 /// Text in a fenced block whose fence no run of backticks in it can close.
-fn fenced(text: &str) -> String {
+pub(crate) fn fenced(text: &str) -> String {
     let fence = "`".repeat(longest_backtick_run(text).max(2) + 1);
     format!("{fence}text\n{text}\n{fence}\n")
 }
@@ -248,7 +248,7 @@ fn code(text: &str) -> String {
     format!("{ticks}{pad}{one_line}{pad}{ticks}")
 }
 
-fn longest_backtick_run(text: &str) -> usize {
+pub(crate) fn longest_backtick_run(text: &str) -> usize {
     text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
 }
 

@@ -4,8 +4,8 @@
 mod builder;
 mod canonical;
 mod html;
-mod junit;
-mod markdown;
+pub(crate) mod junit;
+pub(crate) mod markdown;
 mod merge;
 mod model;
 mod terminal;
