@@ -126,6 +126,14 @@ fn the_sample_submissions_get_their_expected_scores() {
             "{student}'s feedback lacks {said:?}:\n{text}"
         );
     }
+    // clone-cow's `vm1-unchanged` is shown after the due date only.
+    let alice = feedback(&out, "alice");
+    assert!(alice.contains("1 check is hidden."), "{alice}");
+    assert!(!alice.contains("vm1-unchanged"), "{alice}");
+    assert!(results(&out, "alice").labs[0]
+        .checks
+        .iter()
+        .any(|check| check.id == "vm1-unchanged" && check.status == CheckStatus::Passed));
     for path in OUTSIDE {
         assert!(!Path::new(path).exists(), "mallory wrote {path}");
     }

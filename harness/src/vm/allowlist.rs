@@ -350,12 +350,8 @@ fn check_option(option: &QemuOption) -> Verdict {
         "-enable-kvm" | "-nographic" | "-snapshot" | "-no-reboot" | "-usb" | "-name" | "-uuid"
         | "-cpu" => Ok(()),
         name if IMAGE_OPTIONS.contains(&name) => host_path(value),
-        "-m" => only_keys(
-            &items(value, Some("size")),
-            &["size", "slots", "maxmem"],
-            "-m",
-        ),
-        "-smp" => only_keys(&items(value, Some("cpus")), SMP_KEYS, "-smp"),
+        "-m" => memory(value),
+        "-smp" => processors(value),
         "-machine" | "-M" => machine(value),
         "-accel" => accel(value),
         "-display" => display(value),
@@ -370,6 +366,68 @@ fn check_option(option: &QemuOption) -> Verdict {
         "-nic" => network("-nic", value, NIC_TYPES, NIC_CARD_KEYS),
         _ => Err(refused_option(option)),
     }
+}
+
+/// The most memory a submission's VM may have: the labs need 512 MiB to
+/// 1 GiB, and several VMs of several submissions boot at once.
+const MAX_MEMORY_MIB: u64 = 2048;
+
+/// The most virtual CPUs a submission's VM may have.
+const MAX_CPUS: u64 = 4;
+
+fn memory(value: &str) -> Verdict {
+    let items = items(value, Some("size"));
+    only_keys(&items, &["size", "slots", "maxmem"], "-m")?;
+    items
+        .iter()
+        .filter(|item| item.key == "size" || item.key == "maxmem")
+        .try_for_each(|item| {
+            let text = item.value.as_deref().unwrap_or_default();
+            match mebibytes(text) {
+                Some(size) if size <= MAX_MEMORY_MIB => Ok(()),
+                Some(_) => Err(format!(
+                    "-m {text} is more memory than a lab VM may have ({MAX_MEMORY_MIB} MiB)"
+                )),
+                None => Err(format!(
+                    "`{text}` is not a memory size (say 512, 512M or 1G)"
+                )),
+            }
+        })
+}
+
+/// A size as `-m` reads it: a whole number, in MiB unless a `K`, `M`, `G`
+/// or `T` follows. `None` for anything else.
+fn mebibytes(text: &str) -> Option<u64> {
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    match unit.to_ascii_uppercase().as_str() {
+        "K" => Some(number / 1024),
+        "" | "M" => Some(number),
+        "G" => number.checked_mul(1024),
+        "T" => number.checked_mul(1024 * 1024),
+        _ => None,
+    }
+}
+
+fn processors(value: &str) -> Verdict {
+    let items = items(value, Some("cpus"));
+    only_keys(&items, SMP_KEYS, "-smp")?;
+    items
+        .iter()
+        .filter(|item| item.key == "cpus" || item.key == "maxcpus")
+        .try_for_each(|item| {
+            let text = item.value.as_deref().unwrap_or_default();
+            match text.parse::<u64>() {
+                Ok(count) if count <= MAX_CPUS => Ok(()),
+                Ok(_) => Err(format!(
+                    "-smp {text} is more CPUs than a lab VM may have ({MAX_CPUS})"
+                )),
+                Err(_) => Err(format!("`{text}` is not a number of CPUs")),
+            }
+        })
 }
 
 /// The reason an option outside the allow-list is refused.
@@ -937,6 +995,28 @@ fn backing_file(path: &str, info: ImageInfo) -> Result<Option<(String, Option<St
 
 #[cfg(test)]
 mod tests {
+    #[rstest::rstest]
+    #[case::plain("512", true)]
+    #[case::suffixed("1G", true)]
+    #[case::the_cap("2048M", true)]
+    #[case::kibibytes("524288k", true)]
+    #[case::over_the_cap("4G", false)]
+    #[case::max_over_the_cap("size=512,maxmem=64G", false)]
+    #[case::not_a_size("lots", false)]
+    #[case::fraction("1.5G", false)]
+    fn memory_is_bounded(#[case] value: &str, #[case] allowed: bool) {
+        assert_eq!(memory(value).is_ok(), allowed, "{value}");
+    }
+
+    #[rstest::rstest]
+    #[case::two("2", true)]
+    #[case::keyed("cpus=4", true)]
+    #[case::too_many("64", false)]
+    #[case::max_too_many("cpus=1,maxcpus=128", false)]
+    fn processors_are_bounded(#[case] value: &str, #[case] allowed: bool) {
+        assert_eq!(processors(value).is_ok(), allowed, "{value}");
+    }
+
     use super::*;
     use rstest::rstest;
 
