@@ -189,20 +189,22 @@ pub fn run_command(args: &RunArgs) -> u8 {
         }
         None => labs,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    in_runtime(async { Ok(run_labs(labs, args).await) }).unwrap_or_else(|code| code)
+}
+
+/// Runs `work` on a fresh multi-threaded runtime; `Err` is an exit code.
+fn in_runtime<T>(work: impl std::future::Future<Output = Result<T, u8>>) -> Result<T, u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
+        .map_err(|e| {
             complain(&format!("cannot start the async runtime: {e}"));
-            return EXIT_INFRA;
-        }
-    };
-    let code = runtime.block_on(run_labs(labs, args));
+            EXIT_INFRA
+        })?;
+    let result = runtime.block_on(work);
     // Dropping the runtime cancels what is left, and so kills its VMs, before we exit.
     drop(runtime);
-    code
+    result
 }
 
 async fn run_labs(labs: Vec<Lab>, args: &RunArgs) -> u8 {

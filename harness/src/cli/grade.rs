@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{complain, load_labs, prepare, say, StopSignals};
+use super::{complain, in_runtime, load_labs, prepare, say, StopSignals};
 use super::{EXIT_FAILED, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PASSED, EXIT_USAGE};
 use crate::grade::model::{CheckStatus, Gradebook, LabResult};
 use crate::grade::outputs;
@@ -112,13 +112,7 @@ fn load_submissions(
     let submissions = found
         .sources
         .iter()
-        .map(|source| {
-            submission::load(source, &slots, &limits).map(|loaded| Submission {
-                student: loaded.student,
-                files: loaded.files,
-                problems: loaded.problems,
-            })
-        })
+        .map(|source| submission::load(source, &slots, &limits))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((submissions, found.rejected.len()))
 }
@@ -291,20 +285,6 @@ fn ungraded(labs: &[Lab]) -> Option<u8> {
         if plain.len() == 1 { "has" } else { "have" }
     ));
     Some(EXIT_USAGE)
-}
-
-fn in_runtime<T>(work: impl std::future::Future<Output = Result<T, u8>>) -> Result<T, u8> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            complain(&format!("cannot start the async runtime: {e}"));
-            EXIT_INFRA
-        })?;
-    let result = runtime.block_on(work);
-    // Dropping the runtime cancels what is left, and so kills its VMs.
-    drop(runtime);
-    result
 }
 
 /// Prepares (guest, accelerator) and grades, stopping cleanly on Ctrl-C.

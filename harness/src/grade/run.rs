@@ -11,13 +11,7 @@ use crate::runner::{run_lab, Event, EventSink, RunContext};
 use crate::scenario::model::{Grading, Lab};
 
 /// One student's files, as loaded from their directory or archive.
-#[derive(Debug, Clone)]
-pub struct Submission {
-    pub student: String,
-    pub files: Files,
-    /// What was wrong with the files themselves, for the student.
-    pub problems: Vec<String>,
-}
+pub use super::submission::Loaded as Submission;
 
 /// Announced as each job ends, for a terminal to show progress.
 #[derive(Debug, Clone)]
@@ -109,7 +103,6 @@ fn job_context(ctx: &RunContext, student: &str, slot: u16) -> RunContext {
     RunContext {
         out_dir: ctx.out_dir.join(student),
         jail_slot: slot,
-        parallel: true,
         ..ctx.clone()
     }
 }
