@@ -161,8 +161,19 @@ impl<'a> LabRun<'a> {
             .tempdir_in(&ctx.work_root)
             .map_err(work_error(&ctx.work_root))?;
         let work_dir = guard.path().to_path_buf();
+        // Named after the work dir (`<work dir>.labcheck`), so that reports,
+        // which redact the work dir, show its paths the same on every run.
+        let own_name = format!(
+            "{}.labcheck",
+            guard
+                .path()
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+        );
         let own_guard = tempfile::Builder::new()
-            .prefix(&format!("{}-labcheck-", lab.id))
+            .prefix(&own_name)
+            .rand_bytes(0)
             .tempdir_in(&ctx.work_root)
             .map_err(work_error(&ctx.work_root))?;
         let own_dir = own_guard.path().to_path_buf();
