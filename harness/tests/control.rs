@@ -51,6 +51,7 @@ async fn boot_iso(dir: &Path, display: Display, with_control: bool) -> LiveVm {
         control_socket: with_control.then(|| dir.join("control.sock")),
         stand_ins: Vec::new(),
         loopback_ports: BTreeMap::new(),
+        images_in: None,
     };
     let parsed = CommandLine::parse(&line).expect("test line parses");
     let request = BootRequest {

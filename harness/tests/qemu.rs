@@ -34,6 +34,7 @@ async fn start_with_ports(
         control_socket: None,
         stand_ins: Vec::new(),
         loopback_ports,
+        images_in: None,
     };
     let rewritten = rewrite(&CommandLine::parse(line).expect("test line parses"), &plan);
     launch(

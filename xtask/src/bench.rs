@@ -127,6 +127,7 @@ async fn boot(command: &str, accel: Accel, work_dir: &Path) -> Result<(LiveVm, D
         control_socket: None,
         stand_ins: Vec::new(),
         loopback_ports: BTreeMap::new(),
+        images_in: None,
     };
     let request = BootRequest {
         vm: "bench".to_string(),

@@ -738,6 +738,9 @@ impl<'a> LabRun<'a> {
             .ok_or_else(|| StepFailure::error(format!("no VM named {name}")))?;
         let parsed =
             CommandLine::parse(&spec.qemu).map_err(|e| StepFailure::error(e.to_string()))?;
+        // A submission's QEMU runs in a dir of labcheck's own, not in the
+        // work dir the student's scripts wrote (see `Plan::images_in`).
+        let from_submission = spec.origin == Origin::Submission;
         self.launched.insert(name.to_string(), parsed.clone());
         let count = self.boots.entry(name.to_string()).or_insert(0);
         *count += 1;
@@ -762,6 +765,7 @@ impl<'a> LabRun<'a> {
                 })
                 .collect(),
             loopback_ports: self.loopback_ports.clone(),
+            images_in: from_submission.then(|| self.work_dir.clone()),
         };
         let rewritten = rewrite(&parsed, &plan);
         if *count == 1 {
@@ -802,7 +806,11 @@ impl<'a> LabRun<'a> {
         Ok(BootRequest {
             vm: name.to_string(),
             argv: rewritten.argv,
-            cwd: self.work_dir.clone(),
+            cwd: if from_submission {
+                run_dir.clone()
+            } else {
+                self.work_dir.clone()
+            },
             run_dir,
             serial_socket,
             qmp_socket,

@@ -35,6 +35,11 @@ pub struct Plan {
     /// Handout port → the free loopback port that stands in for it (see
     /// [`super::ports`]); empty when the VM's network is its lab's own.
     pub loopback_ports: BTreeMap<u16, u16>,
+    /// When set, QEMU runs in a working directory of labcheck's own, and
+    /// each image named relative to this dir is given by its full path: a
+    /// submission's work dir must not be QEMU's working directory, where
+    /// QEMU looks its firmware and keymaps up first.
+    pub images_in: Option<PathBuf>,
 }
 
 /// A handout file provided by the built-in guest: the runner links or copies
@@ -55,6 +60,7 @@ pub enum SubstitutionKind {
     Monitor,
     ControlChannel,
     LoopbackPort,
+    ImagePath,
 }
 
 /// One declared difference between the handout and what runs.
@@ -86,6 +92,8 @@ const REASON_SERIAL: &str = "labcheck drives the guest's first serial port over 
 const REASON_QMP: &str = "labcheck watches and stops the VM through QMP";
 const REASON_CONTROL: &str = "labcheck's own shell on ttyS1, for observations that must not go \
      through the handout's shell";
+const REASON_IMAGE_PATH: &str = "QEMU runs outside the submission's work dir (where it would look \
+     its firmware up first), so the image is named by its full path";
 const REASON_STAND_IN: &str =
     "the handout's image is not available here; labcheck's guest stands in under the same name";
 
@@ -123,7 +131,9 @@ struct Rewriter<'a> {
 }
 
 impl Rewriter<'_> {
-    fn option(&mut self, option: &QemuOption) {
+    fn option(&mut self, written: &QemuOption) {
+        let located = self.located(written);
+        let option = located.as_ref().unwrap_or(written);
         let value = option.value.as_deref().unwrap_or("");
         match option.name() {
             "-enable-kvm" => self.asks_for_kvm(option, &words(&["-accel", "tcg"])),
@@ -151,7 +161,36 @@ impl Rewriter<'_> {
             }
             _ => self.keep(option),
         }
-        self.note_stand_in(option);
+        self.note_stand_in(written);
+    }
+
+    /// `option` with its relative image path made full under
+    /// [`Plan::images_in`], the change declared; `None` when nothing changes.
+    fn located(&mut self, option: &QemuOption) -> Option<QemuOption> {
+        let dir = self.plan.images_in.as_ref()?;
+        let file = file_named_by(option)?;
+        if Path::new(&file).is_absolute() {
+            return None;
+        }
+        let full = path_text(&dir.join(&file));
+        let value = match option.name() {
+            "-drive" => {
+                let mut items = KeyValues::parse(option.value.as_deref()?);
+                items.set("file", &full);
+                items.to_string()
+            }
+            _ => full.clone(),
+        };
+        self.substitutions.push(Substitution {
+            kind: SubstitutionKind::ImagePath,
+            original: file,
+            replacement: full,
+            reason: REASON_IMAGE_PATH.to_owned(),
+        });
+        Some(QemuOption {
+            value: Some(value),
+            ..option.clone()
+        })
     }
 
     fn keep(&mut self, option: &QemuOption) {
@@ -409,7 +448,51 @@ mod tests {
                 },
             ],
             loopback_ports: BTreeMap::new(),
+            images_in: None,
         }
+    }
+
+    #[rstest]
+    #[case::hda("-hda vm2.qcow2", "-hda /work/alice/vm2.qcow2")]
+    #[case::cdrom(
+        "-cdrom alpine-standard-3.20.0-x86_64.iso",
+        "-cdrom /work/alice/alpine-standard-3.20.0-x86_64.iso"
+    )]
+    #[case::drive(
+        "-drive file=disks/vm2.qcow2,format=qcow2,if=virtio",
+        "-drive file=/work/alice/disks/vm2.qcow2,format=qcow2,if=virtio"
+    )]
+    #[case::already_full("-hda /elsewhere/vm2.qcow2", "-hda /elsewhere/vm2.qcow2")]
+    fn images_are_named_in_full_when_qemu_runs_elsewhere(#[case] written: &str, #[case] run: &str) {
+        let plan = Plan {
+            images_in: Some(PathBuf::from("/work/alice")),
+            ..plan(Accel::Tcg)
+        };
+        let line = CommandLine::parse(&format!("qemu-system-x86_64 {written}")).expect("parses");
+        let rewritten = rewrite(&line, &plan);
+        assert!(
+            rewritten.argv.join(" ").contains(run),
+            "{:?}",
+            rewritten.argv
+        );
+        let declared = rewritten
+            .substitutions
+            .iter()
+            .any(|s| s.kind == SubstitutionKind::ImagePath);
+        assert_eq!(declared, written != run, "{:?}", rewritten.substitutions);
+    }
+
+    #[test]
+    fn a_stand_in_named_in_full_is_still_declared() {
+        let plan = Plan {
+            images_in: Some(PathBuf::from("/work/alice")),
+            ..plan(Accel::Tcg)
+        };
+        let rewritten = rewrite(&CommandLine::parse(SOCKET_VM1).expect("parses"), &plan);
+        assert!(rewritten
+            .substitutions
+            .iter()
+            .any(|s| s.kind == SubstitutionKind::StandIn));
     }
 
     fn rewrite_text(text: &str, accel: Accel) -> Rewritten {
