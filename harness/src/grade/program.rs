@@ -451,19 +451,9 @@ check = { subnet = ["vm1"] }
                 .iter()
                 .zip(outcomes)
                 .map(|(entry, outcome)| StepReport {
-                    name: entry.step.name.clone(),
-                    kind: "check".into(),
-                    vm: None,
-                    command: None,
                     outcome: *outcome,
-                    exit: None,
                     output: "seen".into(),
-                    expected: Vec::new(),
-                    mismatches: Vec::new(),
-                    erratum: None,
-                    note: None,
-                    console_tail: Vec::new(),
-                    duration_ms: 0,
+                    ..StepReport::new(entry.step.name.clone(), "check")
                 })
                 .collect(),
             transcripts: Vec::new(),

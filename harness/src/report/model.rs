@@ -136,6 +136,28 @@ pub struct StepReport {
     pub duration_ms: u64,
 }
 
+impl StepReport {
+    /// A step of this `kind` that passed with nothing to show yet: where a
+    /// step's report starts before its action fills it in.
+    pub fn new(name: impl Into<String>, kind: impl Into<String>) -> Self {
+        StepReport {
+            name: name.into(),
+            kind: kind.into(),
+            vm: None,
+            command: None,
+            outcome: Outcome::Passed,
+            exit: None,
+            output: String::new(),
+            expected: Vec::new(),
+            mismatches: Vec::new(),
+            erratum: None,
+            note: None,
+            console_tail: Vec::new(),
+            duration_ms: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErratumReport {
     pub reason: String,

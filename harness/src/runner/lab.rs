@@ -1049,19 +1049,9 @@ fn skipped(step: &Step, what: &str) -> StepReport {
 fn blank_report(step: &Step) -> StepReport {
     let (kind, vm, command) = describe_action(&step.action);
     StepReport {
-        name: step.name.clone(),
-        kind: kind.to_string(),
         vm,
         command,
-        outcome: Outcome::Passed,
-        exit: None,
-        output: String::new(),
-        expected: Vec::new(),
-        mismatches: Vec::new(),
-        erratum: None,
-        note: None,
-        console_tail: Vec::new(),
-        duration_ms: 0,
+        ..StepReport::new(step.name.clone(), kind)
     }
 }
 
