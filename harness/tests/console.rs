@@ -86,12 +86,9 @@ async fn command_not_found_exits_127() {
 async fn each_reply_belongs_to_its_own_command() {
     let mut shell = shell_console().await;
     // Output that imitates the markers of other frames does not end a frame.
-    let fake = "printf 'LC%s%s\\n' BEGIN 0000000000000000 END 0000000000000000:0";
+    let fake = "echo LC\\B00000000; echo LC\\E00000000:0";
     let got = run_ok(&mut shell.console, fake).await;
-    assert_eq!(
-        got.output,
-        "LCBEGIN0000000000000000\nLCEND0000000000000000:0\n"
-    );
+    assert_eq!(got.output, "LCB00000000\nLCE00000000:0\n");
     for n in 0..20 {
         let got = run_ok(&mut shell.console, &format!("echo {n}")).await;
         assert_eq!(got.output, format!("{n}\n"));

@@ -3,9 +3,15 @@
 //!
 //! Every frame carries a fresh random nonce, so nothing in the guest (an older
 //! reply still in the view, a command's own output) can end it early. The
-//! typed text prints each marker with `printf 'LC%s%s…' BEGIN <nonce>`: the
-//! marker `LCBEGIN<nonce>` is assembled by the shell and never appears in the
-//! text typed, so a terminal echoing the typed line cannot fake a reply.
+//! typed text prints each marker with `echo LC\B<nonce>`: the shell removes
+//! the backslash, so the marker `LCB<nonce>` never appears in the text typed
+//! and a terminal echoing the typed line cannot fake a reply.
+//!
+//! Frames are short because every byte counts: under TCG each byte typed or
+//! printed crosses an emulated 16550 UART and the guest's tty layer, about
+//! 11 µs apiece (BENCHMARKS.md). This framing types 44 bytes and prints 26
+//! around a command, against 97 and 48 for the `printf` framing before it,
+//! which cut the median round trip by about a quarter.
 
 use rand::Rng;
 
@@ -30,11 +36,19 @@ pub(crate) struct Reply<'a> {
 /// Prefix of every marker; short, so framing adds little to each round trip.
 const PREFIX: &str = "LC";
 
+/// Characters of a nonce: 8 alphanumerics, about 47.6 bits, which no guest
+/// can guess, in the fewest bytes that any shell takes unquoted.
+const NONCE_LEN: usize = 8;
+
 impl Frame {
     /// A frame with a fresh nonce that nothing in the guest can predict.
     pub(crate) fn new() -> Self {
-        let nonce: u64 = rand::thread_rng().gen();
-        Self::with_nonce(&format!("{nonce:016x}"))
+        let nonce: String = rand::thread_rng()
+            .sample_iter(rand::distributions::Alphanumeric)
+            .take(NONCE_LEN)
+            .map(char::from)
+            .collect();
+        Self::with_nonce(&nonce)
     }
 
     fn with_nonce(nonce: &str) -> Self {
@@ -47,12 +61,11 @@ impl Frame {
     /// as ONE compound list, so the shell has read all of it before it runs
     /// anything and a command reading stdin cannot swallow the end marker.
     /// The newline before `}` lets the command end with `&` or a `#` comment.
+    /// Nothing in the frame needs quotes: the nonce is alphanumeric and `$?`
+    /// only digits.
     pub(crate) fn command_text(&self, command: &str) -> String {
         let nonce = &self.nonce;
-        format!(
-            "printf '{PREFIX}%s%s\\n' BEGIN {nonce}; {{ {command}\n}}; \
-             printf '{PREFIX}%s%s:%d\\n' END {nonce} \"$?\"\n"
-        )
+        format!("echo {PREFIX}\\B{nonce};{{ {command}\n}};echo {PREFIX}\\E{nonce}:$?\n")
     }
 
     /// The line that prepares a freshly booted shell for framed commands and
@@ -84,8 +97,8 @@ impl Frame {
     /// The first complete reply to this frame's command in `text`, if it has
     /// fully arrived.
     pub(crate) fn find_reply<'a>(&self, text: &'a str) -> Option<Reply<'a>> {
-        let begin = format!("{PREFIX}BEGIN{}\n", self.nonce);
-        let end = format!("{PREFIX}END{}:", self.nonce);
+        let begin = format!("{PREFIX}B{}\n", self.nonce);
+        let end = format!("{PREFIX}E{}:", self.nonce);
         let output_start = text.find(&begin)? + begin.len();
         let output_len = text[output_start..].find(&end)?;
         let status_start = output_start + output_len + end.len();
@@ -104,7 +117,7 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    const NONCE: &str = "0123456789abcdef";
+    const NONCE: &str = "0a1B2c3D";
 
     fn frame() -> Frame {
         Frame::with_nonce(NONCE)
@@ -119,19 +132,15 @@ mod tests {
         assert!(text.contains("stty -echo"), "{text}");
         assert!(text.contains("PS1=; PS2=;"), "{text}");
         assert!(text.contains("set +m"), "{text}");
-        assert!(
-            text.ends_with("echo LC\\READY\\0123456789abcdef\n"),
-            "{text}"
-        );
-        assert_eq!(frame().ready_marker(), "LCREADY0123456789abcdef\n");
+        assert!(text.ends_with("echo LC\\READY\\0a1B2c3D\n"), "{text}");
+        assert_eq!(frame().ready_marker(), "LCREADY0a1B2c3D\n");
     }
 
     #[test]
     fn command_text_is_one_compound_list() {
         assert_eq!(
             frame().command_text("nc -l -p 12345 &"),
-            "printf 'LC%s%s\\n' BEGIN 0123456789abcdef; { nc -l -p 12345 &\n}; \
-             printf 'LC%s%s:%d\\n' END 0123456789abcdef \"$?\"\n"
+            "echo LC\\B0a1B2c3D;{ nc -l -p 12345 &\n};echo LC\\E0a1B2c3D:$?\n"
         );
     }
 
@@ -140,30 +149,25 @@ mod tests {
     #[case::setup("")]
     fn typed_text_never_contains_a_marker(#[case] command: &str) {
         let typed = frame().command_text(command) + &frame().shell_setup_text();
-        for word in ["BEGIN", "END", "READY"] {
-            for marker in [format!("LC{word}"), format!("{word}{NONCE}")] {
-                assert!(!typed.contains(&marker), "{marker:?} in {typed:?}");
-            }
+        for word in ["B", "E", "READY"] {
+            let marker = format!("LC{word}{NONCE}");
+            assert!(!typed.contains(&marker), "{marker:?} in {typed:?}");
         }
     }
 
     #[rstest]
-    #[case::simple("LCBEGIN0123456789abcdef\nhi\nLCEND0123456789abcdef:0\n", "hi\n", 0)]
-    #[case::empty_output("LCBEGIN0123456789abcdef\nLCEND0123456789abcdef:127\n", "", 127)]
-    #[case::no_final_newline("LCBEGIN0123456789abcdef\n-nLCEND0123456789abcdef:1\n", "-n", 1)]
-    #[case::multi_line(
-        "LCBEGIN0123456789abcdef\na\n\nb\nLCEND0123456789abcdef:42\n",
-        "a\n\nb\n",
-        42
-    )]
+    #[case::simple("LCB0a1B2c3D\nhi\nLCE0a1B2c3D:0\n", "hi\n", 0)]
+    #[case::empty_output("LCB0a1B2c3D\nLCE0a1B2c3D:127\n", "", 127)]
+    #[case::no_final_newline("LCB0a1B2c3D\n-nLCE0a1B2c3D:1\n", "-n", 1)]
+    #[case::multi_line("LCB0a1B2c3D\na\n\nb\nLCE0a1B2c3D:42\n", "a\n\nb\n", 42)]
     #[case::noise_before(
-        "old stuff\nprintf 'LC%s%s\\n' BEGIN 0123456789abcdef\nLCBEGIN0123456789abcdef\nx\nLCEND0123456789abcdef:0\n",
+        "old stuff\necho LC\\B0a1B2c3D\nLCB0a1B2c3D\nx\nLCE0a1B2c3D:0\n",
         "x\n",
         0
     )]
     #[case::older_nonce_in_output(
-        "LCBEGIN0123456789abcdef\nLCBEGINffffffffffffffff\nLCENDffffffffffffffff:3\nLCEND0123456789abcdef:0\n",
-        "LCBEGINffffffffffffffff\nLCENDffffffffffffffff:3\n",
+        "LCB0a1B2c3D\nLCBzzzzzzzz\nLCEzzzzzzzz:3\nLCE0a1B2c3D:0\n",
+        "LCBzzzzzzzz\nLCEzzzzzzzz:3\n",
         0
     )]
     fn finds_complete_reply(#[case] text: &str, #[case] output: &str, #[case] exit: i32) {
@@ -174,14 +178,14 @@ mod tests {
 
     #[test]
     fn reply_end_is_just_past_the_end_marker() {
-        let text = "LCBEGIN0123456789abcdef\nx\nLCEND0123456789abcdef:0\nnext";
+        let text = "LCB0a1B2c3D\nx\nLCE0a1B2c3D:0\nnext";
         let reply = frame().find_reply(text).expect("a complete reply");
         assert_eq!(&text[reply.end..], "next");
     }
 
     #[test]
     fn reply_split_across_chunks_is_found_only_once_complete() {
-        let reply = "LCBEGIN0123456789abcdef\nhello\nLCEND0123456789abcdef:130\n";
+        let reply = "LCB0a1B2c3D\nhello\nLCE0a1B2c3D:130\n";
         for cut in 0..reply.len() {
             let mut view = super::super::view::View::default();
             let (head, rest) = reply.as_bytes().split_at(cut);
@@ -194,15 +198,20 @@ mod tests {
     }
 
     #[rstest]
-    #[case::other_nonce_only("LCBEGINffffffffffffffff\nx\nLCENDffffffffffffffff:0\n")]
-    #[case::echoed_command("printf 'LC%s%s\\n' BEGIN 0123456789abcdef; { echo\n}\n")]
-    #[case::status_not_a_number("LCBEGIN0123456789abcdef\nLCEND0123456789abcdef:x\n")]
+    #[case::other_nonce_only("LCBzzzzzzzz\nx\nLCEzzzzzzzz:0\n")]
+    #[case::echoed_command("echo LC\\B0a1B2c3D;{ echo\n};echo LC\\E0a1B2c3D:$?\n")]
+    #[case::status_not_a_number("LCB0a1B2c3D\nLCE0a1B2c3D:x\n")]
     fn ignores_what_is_not_this_frames_reply(#[case] text: &str) {
         assert_eq!(frame().find_reply(text), None);
     }
 
     #[test]
-    fn nonces_differ_between_frames() {
-        assert_ne!(Frame::new().nonce, Frame::new().nonce);
+    fn nonces_are_fresh_and_need_no_quoting() {
+        let (one, two) = (Frame::new().nonce, Frame::new().nonce);
+        assert_ne!(one, two);
+        for nonce in [one, two] {
+            assert_eq!(nonce.len(), NONCE_LEN, "{nonce}");
+            assert!(nonce.chars().all(|c| c.is_ascii_alphanumeric()), "{nonce}");
+        }
     }
 }
