@@ -2,7 +2,7 @@
 //!
 //! It keeps what the lab showed (steps, commands, outcomes, evidence, the
 //! declared substitutions) and redacts what varies between runs and machines:
-//! durations, the work dir, process ids, transcript paths, the accelerator
+//! durations, the work dir, the guest's build dir, process ids, transcript paths, the accelerator
 //! (its substitution and any `-accel` in the text), ping round-trip times and
 //! IPv6 address states that only say how far DAD has got,
 //! so a KVM runner and a TCG laptop produce the same text.
@@ -63,6 +63,11 @@ static PID: LazyLock<Regex> =
 /// verdict, not the value, is what the snapshot is about.
 static SHA256: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\bsha256 [0-9a-f]{64}\b").expect("valid regex"));
+/// The built guest's dir (`<cache>/guest/<recipe digest>`), named where a VM
+/// boots the guest's kernel directly: the cache moves between machines and
+/// the digest with every recipe.
+static GUEST_DIR: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"/[^\s`'\x22]*/guest/[0-9a-f]{64}\b").expect("valid regex"));
 static ACCEL: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"-accel (kvm|tcg)\b").expect("valid regex"));
 /// Round-trip times: `time=0.512 ms` (busybox and iputils ping), `time 1001ms`
@@ -100,6 +105,7 @@ impl Redactor<'_> {
         };
         let text = PID.replace_all(&text, "$1 [pid]");
         let text = SHA256.replace_all(&text, "sha256 [digest]");
+        let text = GUEST_DIR.replace_all(&text, "[guest]");
         let text = PING_TIME.replace_all(&text, "${2}[time]");
         let text = DAD_STATE.replace_all(&text, "");
         let text = ACCEL.replace_all(&text, "-accel [accel]");
@@ -222,6 +228,13 @@ mod tests {
         assert_eq!(
             redact.text(&format!("sha256 {}", "ab".repeat(32))),
             "sha256 [digest]"
+        );
+        let digest = "0f".repeat(32);
+        assert_eq!(
+            redact.text(&format!(
+                "`-kernel /root/.cache/labcheck/guest/{digest}/vmlinux -initrd /c/guest/{digest}/initramfs`"
+            )),
+            "`-kernel [guest]/vmlinux -initrd [guest]/initramfs`"
         );
     }
 }

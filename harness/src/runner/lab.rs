@@ -219,7 +219,9 @@ impl<'a> LabRun<'a> {
         for image in &self.lab.images {
             let target = self.work_dir.join(&image.name);
             let placed = match image.form {
-                GuestForm::Iso => std::os::unix::fs::symlink(&self.ctx.guest.iso, &target),
+                GuestForm::Iso | GuestForm::Direct => {
+                    std::os::unix::fs::symlink(&self.ctx.guest.iso, &target)
+                }
                 GuestForm::Disk => std::fs::copy(&self.ctx.guest.disk_qcow2, &target).map(|_| ()),
             };
             placed.map_err(|source| RunError::StandIn {
@@ -762,6 +764,11 @@ impl<'a> LabRun<'a> {
                 .map(|image| rewrite::StandIn {
                     name: image.name.clone(),
                     path: self.work_dir.join(&image.name),
+                    direct_boot: (image.form == GuestForm::Direct).then(|| rewrite::DirectBoot {
+                        kernel: self.ctx.guest.vmlinux.clone(),
+                        initrd: self.ctx.guest.initramfs.clone(),
+                        append: crate::guest::Artifacts::DIRECT_BOOT_APPEND.to_owned(),
+                    }),
                 })
                 .collect(),
             loopback_ports: self.loopback_ports.clone(),
@@ -1221,6 +1228,7 @@ fn form_name(form: GuestForm) -> &'static str {
     match form {
         GuestForm::Iso => "guest:iso",
         GuestForm::Disk => "guest:disk",
+        GuestForm::Direct => "guest:direct",
     }
 }
 

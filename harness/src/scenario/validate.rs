@@ -22,9 +22,10 @@ use super::raw::{
 };
 use crate::time::parse_duration;
 
-const GUEST_FORMS: [(&str, GuestForm); 2] = [
+const GUEST_FORMS: [(&str, GuestForm); 3] = [
     ("guest:iso", GuestForm::Iso),
     ("guest:disk", GuestForm::Disk),
+    ("guest:direct", GuestForm::Direct),
 ];
 
 const NETWORKS: [(&str, Network); 2] = [("host", Network::Host), ("namespace", Network::Namespace)];
@@ -227,7 +228,8 @@ impl Validator<'_> {
                 let labels = GUEST_FORMS.map(|(label, _)| label);
                 let help = match nearest(form.get_ref(), labels) {
                     Some(near) => format!("did you mean `{near}`?"),
-                    None => "use `guest:iso` (bootable ISO) or `guest:disk` (bootable qcow2 disk)"
+                    None => "use `guest:iso` (bootable ISO), `guest:disk` (bootable qcow2 disk) \
+                             or `guest:direct` (the ISO's guest, booted directly)"
                         .to_owned(),
                 };
                 self.reject(

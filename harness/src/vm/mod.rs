@@ -24,4 +24,4 @@ pub use launch::{launch, LaunchError, RunningVm, Sockets};
 pub use ports::{fixed_ports, free_loopback_ports, remap_ports, RemappedPorts};
 pub use process::{run_shell, ChildProcess, Enclosure, ShellExit, ShellOutput, WaitError};
 pub use qmp::{Qmp, QmpError, QmpEvent};
-pub use rewrite::{rewrite, Plan, Rewritten, StandIn, Substitution, SubstitutionKind};
+pub use rewrite::{rewrite, DirectBoot, Plan, Rewritten, StandIn, Substitution, SubstitutionKind};

@@ -48,6 +48,16 @@ pub struct Plan {
 pub struct StandIn {
     pub name: String,
     pub path: PathBuf,
+    /// When set, `-cdrom NAME` boots this kernel and initramfs instead.
+    pub direct_boot: Option<DirectBoot>,
+}
+
+/// The guest's kernel and initramfs, for QEMU to load itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectBoot {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub append: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -96,6 +106,9 @@ const REASON_IMAGE_PATH: &str = "QEMU runs outside the submission's work dir (wh
      its firmware up first), so the image is named by its full path";
 const REASON_STAND_IN: &str =
     "the handout's image is not available here; labcheck's guest stands in under the same name";
+const REASON_DIRECT_BOOT: &str = "the lab boots the ISO's guest directly (QEMU loads its kernel \
+     and initramfs), without the boot loader and the kernel's decompression, since how this VM \
+     boots is not what the lab shows";
 
 /// Rewrites `line` according to `plan`.
 ///
@@ -130,8 +143,25 @@ struct Rewriter<'a> {
     serial_wired: bool,
 }
 
-impl Rewriter<'_> {
+impl<'a> Rewriter<'a> {
     fn option(&mut self, written: &QemuOption) {
+        if let Some(boot) = self.direct_boot_for(written) {
+            let with = [
+                "-kernel".to_owned(),
+                path_text(&boot.kernel),
+                "-initrd".to_owned(),
+                path_text(&boot.initrd),
+                "-append".to_owned(),
+                boot.append.clone(),
+            ];
+            self.replace(
+                written,
+                SubstitutionKind::StandIn,
+                &with,
+                REASON_DIRECT_BOOT,
+            );
+            return;
+        }
         let located = self.located(written);
         let option = located.as_ref().unwrap_or(written);
         let value = option.value.as_deref().unwrap_or("");
@@ -162,6 +192,19 @@ impl Rewriter<'_> {
             _ => self.keep(option),
         }
         self.note_stand_in(written);
+    }
+
+    /// The direct boot that stands in for the CD `option` names, if any.
+    fn direct_boot_for(&self, option: &QemuOption) -> Option<&'a DirectBoot> {
+        if option.name() != "-cdrom" {
+            return None;
+        }
+        let file = option.value.as_deref()?;
+        let plan = self.plan;
+        plan.stand_ins
+            .iter()
+            .find(|s| s.name == file)
+            .and_then(|s| s.direct_boot.as_ref())
     }
 
     /// `option` with its relative image path made full under
@@ -441,10 +484,12 @@ mod tests {
                 StandIn {
                     name: "alpine-standard-3.20.0-x86_64.iso".into(),
                     path: PathBuf::from("/cache/guest/labcheck.iso"),
+                    direct_boot: None,
                 },
                 StandIn {
                     name: "vm1.qcow2".into(),
                     path: PathBuf::from("/cache/guest/disk.qcow2"),
+                    direct_boot: None,
                 },
             ],
             loopback_ports: BTreeMap::new(),
@@ -493,6 +538,49 @@ mod tests {
             .substitutions
             .iter()
             .any(|s| s.kind == SubstitutionKind::StandIn));
+    }
+
+    /// `guest:direct`: the CD becomes the guest's kernel and initramfs, one
+    /// declared substitution; `-boot d` and everything else stay as written.
+    #[test]
+    fn a_direct_boot_stand_in_replaces_the_cd_with_kernel_and_initramfs() {
+        let mut plan = plan(Accel::Tcg);
+        plan.stand_ins[0].direct_boot = Some(DirectBoot {
+            kernel: PathBuf::from("/cache/guest/vmlinux"),
+            initrd: PathBuf::from("/cache/guest/initramfs"),
+            append: "console=ttyS0,115200 quiet".into(),
+        });
+        let rewritten = rewrite(&CommandLine::parse(SOCKET_VM1).expect("parses"), &plan);
+        let argv = rewritten.argv.join(" ");
+        assert!(
+            argv.contains(
+                "-kernel /cache/guest/vmlinux -initrd /cache/guest/initramfs \
+                 -append console=ttyS0,115200 quiet -boot d"
+            ),
+            "{argv}"
+        );
+        assert!(!argv.contains("-cdrom"), "{argv}");
+        let stand_ins: Vec<_> = rewritten
+            .substitutions
+            .iter()
+            .filter(|s| s.kind == SubstitutionKind::StandIn)
+            .map(|s| s.original.as_str())
+            .collect();
+        assert_eq!(stand_ins, ["-cdrom alpine-standard-3.20.0-x86_64.iso"]);
+    }
+
+    #[test]
+    fn a_direct_boot_stand_in_named_by_another_option_stays_a_file() {
+        let mut plan = plan(Accel::Tcg);
+        plan.stand_ins[1].direct_boot = Some(DirectBoot {
+            kernel: PathBuf::from("/k"),
+            initrd: PathBuf::from("/i"),
+            append: String::new(),
+        });
+        let line = CommandLine::parse("qemu-system-x86_64 -hda vm1.qcow2").expect("parses");
+        let argv = rewrite(&line, &plan).argv;
+        assert!(argv.join(" ").contains("-hda vm1.qcow2"), "{argv:?}");
+        assert!(!argv.contains(&"-kernel".to_owned()), "{argv:?}");
     }
 
     fn rewrite_text(text: &str, accel: Accel) -> Rewritten {
