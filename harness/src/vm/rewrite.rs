@@ -542,14 +542,18 @@ mod tests {
 
     /// `guest:direct`: the CD becomes the guest's kernel and initramfs, one
     /// declared substitution; `-boot d` and everything else stay as written.
-    #[test]
-    fn a_direct_boot_stand_in_replaces_the_cd_with_kernel_and_initramfs() {
-        let mut plan = plan(Accel::Tcg);
-        plan.stand_ins[0].direct_boot = Some(DirectBoot {
+    fn direct_boot() -> Option<DirectBoot> {
+        Some(DirectBoot {
             kernel: PathBuf::from("/cache/guest/vmlinux"),
             initrd: PathBuf::from("/cache/guest/initramfs"),
             append: "console=ttyS0,115200 quiet".into(),
-        });
+        })
+    }
+
+    #[test]
+    fn a_direct_boot_stand_in_replaces_the_cd_with_kernel_and_initramfs() {
+        let mut plan = plan(Accel::Tcg);
+        plan.stand_ins[0].direct_boot = direct_boot();
         let rewritten = rewrite(&CommandLine::parse(SOCKET_VM1).expect("parses"), &plan);
         let argv = rewritten.argv.join(" ");
         assert!(
@@ -572,11 +576,7 @@ mod tests {
     #[test]
     fn a_direct_boot_stand_in_named_by_another_option_stays_a_file() {
         let mut plan = plan(Accel::Tcg);
-        plan.stand_ins[1].direct_boot = Some(DirectBoot {
-            kernel: PathBuf::from("/k"),
-            initrd: PathBuf::from("/i"),
-            append: String::new(),
-        });
+        plan.stand_ins[1].direct_boot = direct_boot();
         let line = CommandLine::parse("qemu-system-x86_64 -hda vm1.qcow2").expect("parses");
         let argv = rewrite(&line, &plan).argv;
         assert!(argv.join(" ").contains("-hda vm1.qcow2"), "{argv:?}");
