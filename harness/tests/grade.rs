@@ -72,6 +72,15 @@ fn check_table(out: &Path, students: &[&str]) -> String {
     lines.join("\n")
 }
 
+/// The students in gradebook order.
+fn students(gradebook: &str) -> Vec<&str> {
+    gradebook
+        .lines()
+        .skip(1)
+        .filter_map(|row| row.split(',').next())
+        .collect()
+}
+
 fn feedback(out: &Path, student: &str) -> String {
     std::fs::read_to_string(out.join("feedback").join(format!("{student}.md")))
         .expect("feedback written")
@@ -99,14 +108,14 @@ fn the_sample_submissions_get_their_expected_scores() {
     assert_eq!(graded.status.code(), Some(1), "{shown}");
 
     let gradebook = std::fs::read_to_string(out.join("gradebook.csv")).expect("gradebook");
+    // Shown only when the test fails (nextest keeps a passing test's output
+    // to itself): why each check went as it did, before the out dir is gone.
+    println!("{shown}");
+    for student in students(&gradebook) {
+        println!("── feedback of {student}\n{}", feedback(&out, student));
+    }
+    insta::assert_snapshot!("checks", check_table(&out, &students(&gradebook)));
     insta::assert_snapshot!("gradebook", gradebook);
-    let students: Vec<String> = gradebook
-        .lines()
-        .skip(1)
-        .filter_map(|row| row.split(',').next().map(str::to_string))
-        .collect();
-    let students: Vec<&str> = students.iter().map(String::as_str).collect();
-    insta::assert_snapshot!("checks", check_table(&out, &students));
 
     // Each hostile sample's feedback says what was refused or cut off.
     for (student, said) in [

@@ -201,12 +201,16 @@ pub struct Limits {
 
 impl Default for Limits {
     /// 1 GiB of address space per process (qemu-img needs well under 100
-    /// MiB), 64 tasks, 64 KiB of output, 512 MiB per file (a full clone of
-    /// the lab's disk is 15 MiB).
+    /// MiB), 256 tasks, 64 KiB of output, 512 MiB per file (a full clone of
+    /// the lab's disk is 15 MiB). Tasks count threads: QEMU's tools grow a
+    /// block I/O pool of up to 64 threads as I/O slows down, and a
+    /// `qemu-img convert` that cannot start one aborts half-way (seen on a
+    /// loaded CI run at 64 tasks: a student's full clone came out corrupt);
+    /// 256 leaves room for that and still stops a fork bomb.
     fn default() -> Self {
         Self {
             memory: 1 << 30,
-            processes: 64,
+            processes: 256,
             output: 64 << 10,
             file_size: 512 << 20,
         }

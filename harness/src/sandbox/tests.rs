@@ -80,7 +80,7 @@ fn output_starts_after_the_nonce(
 fn default_limits_are_documented_values() {
     let limits = Limits::default();
     assert_eq!(limits.memory, 1 << 30);
-    assert_eq!(limits.processes, 64);
+    assert_eq!(limits.processes, 256);
     assert_eq!(limits.output, 65536);
     assert_eq!(limits.file_size, 512 << 20);
 }
