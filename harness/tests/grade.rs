@@ -87,6 +87,10 @@ fn feedback(out: &Path, student: &str) -> String {
 }
 
 #[test]
+#[allow(
+    clippy::print_stdout,
+    reason = "the feedback explains a failure; nextest shows it only then"
+)]
 fn the_sample_submissions_get_their_expected_scores() {
     let area = grading_area();
     let out = area.path().join("out");
