@@ -540,8 +540,6 @@ mod tests {
             .any(|s| s.kind == SubstitutionKind::StandIn));
     }
 
-    /// `guest:direct`: the CD becomes the guest's kernel and initramfs, one
-    /// declared substitution; `-boot d` and everything else stay as written.
     fn direct_boot() -> Option<DirectBoot> {
         Some(DirectBoot {
             kernel: PathBuf::from("/cache/guest/vmlinux"),
@@ -550,6 +548,8 @@ mod tests {
         })
     }
 
+    /// `guest:direct`: the CD becomes the guest's kernel and initramfs, one
+    /// declared substitution; `-boot d` and everything else stay as written.
     #[test]
     fn a_direct_boot_stand_in_replaces_the_cd_with_kernel_and_initramfs() {
         let mut plan = plan(Accel::Tcg);
