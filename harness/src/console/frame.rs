@@ -72,20 +72,28 @@ impl Frame {
     /// then prints the ready marker. Safe to run any number of times.
     pub(crate) fn shell_setup_text(&self) -> String {
         // Echo off so typed text never mixes into replies; empty prompts for
-        // the same reason; wide columns so the shell never wraps long lines;
-        // kernel messages off the console so they cannot land inside a reply.
+        // the same reason; wide columns so the shell never wraps long lines.
         // Job control off: with it, a command killed by SIGINT makes the
         // shell interrupt itself and drop the end marker (so no exit status
         // 130), and a background job reading the terminal would be stopped.
-        // No quote characters at all: lines typed while the guest is still
-        // booting can reach the shell cut short, and a fragment holding one
-        // quote would leave the shell waiting for its partner forever (every
-        // later line has an even number of them). The backslashes split the
-        // marker so the echoed line cannot match it.
+        // (Kernel messages are kept off the console by the guest's own boot
+        // script, so a shell on the host is left as it was.)
+        //
+        // The line is typed every half second while the guest boots, so the
+        // shell finds a queue of copies when it starts: the guard makes every
+        // copy after the first cost no process (`[` is a builtin; `stty` is
+        // the line's only command that forks). The first copy often reaches
+        // the shell cut short at its start, so the marker is printed from
+        // `$LCSET`, which only the setup sets: a fragment that skipped the
+        // setup prints `LCREADY` alone. No quote characters at all: a
+        // fragment holding one would leave the shell waiting for its partner
+        // forever (every later line has an even number of them); a fragment
+        // holding `}` without its `{` is a syntax error, and the next copy
+        // runs whole.
         format!(
-            "stty -echo 2>/dev/null; PS1=; PS2=; stty columns 4000 2>/dev/null; \
-             dmesg -n 1 2>/dev/null; set +m 2>/dev/null; echo {PREFIX}\\READY\\{}\n",
-            self.nonce
+            "[ x$LCSET = x{nonce} ] 2>/dev/null || {{ stty -echo columns 4000 2>/dev/null; \
+             PS1=; PS2=; set +m 2>/dev/null; LCSET={nonce}; }}; echo {PREFIX}READY$LCSET\n",
+            nonce = self.nonce
         )
     }
 
@@ -129,11 +137,70 @@ mod tests {
     fn the_setup_line_has_no_quotes() {
         let text = frame().shell_setup_text();
         assert!(!text.contains(['\'', '"']), "{text}");
-        assert!(text.contains("stty -echo"), "{text}");
+        assert!(text.contains("stty -echo columns 4000"), "{text}");
         assert!(text.contains("PS1=; PS2=;"), "{text}");
         assert!(text.contains("set +m"), "{text}");
-        assert!(text.ends_with("echo LC\\READY\\0a1B2c3D\n"), "{text}");
+        assert!(text.starts_with("[ x$LCSET = x0a1B2c3D ] "), "{text}");
+        assert!(
+            text.ends_with("LCSET=0a1B2c3D; }; echo LCREADY$LCSET\n"),
+            "{text}"
+        );
         assert_eq!(frame().ready_marker(), "LCREADY0a1B2c3D\n");
+    }
+
+    /// Runs `script` in `sh` with a `stty` that logs its calls; returns what
+    /// the script printed and how many times `stty` ran.
+    fn run_with_logging_stty(script: &str) -> (String, usize) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("stty.log");
+        let stty = dir.path().join("stty");
+        std::fs::write(
+            &stty,
+            format!("#!/bin/sh\necho \"$*\" >> {}\n", log.display()),
+        )
+        .expect("write stty");
+        std::fs::set_permissions(&stty, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod stty");
+        let path = format!(
+            "{}:{}",
+            dir.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = std::process::Command::new("sh")
+            .args(["-c", script])
+            .env("PATH", path)
+            .env_remove("LCSET")
+            .output()
+            .expect("run sh");
+        let calls = std::fs::read_to_string(&log).map_or(0, |text| text.lines().count());
+        (String::from_utf8_lossy(&out.stdout).into_owned(), calls)
+    }
+
+    /// Copies of the setup line queue up while a guest boots: only the first
+    /// one that runs whole forks `stty`, and each one prints the marker.
+    #[test]
+    fn setup_line_copies_after_the_first_fork_nothing() {
+        let line = frame().shell_setup_text();
+        let (printed, stty_calls) = run_with_logging_stty(&line.repeat(3));
+        assert_eq!(printed, frame().ready_marker().repeat(3));
+        assert_eq!(stty_calls, 1);
+    }
+
+    /// The first copy often reaches the shell with its start cut off: no cut
+    /// may print the marker without having run the setup.
+    #[test]
+    fn a_setup_line_cut_short_prints_the_marker_only_after_the_setup() {
+        let line = frame().shell_setup_text();
+        for cut in 0..line.len() {
+            let (printed, stty_calls) = run_with_logging_stty(&line[cut..]);
+            let marked = printed.contains(&frame().ready_marker());
+            assert_eq!(
+                marked,
+                stty_calls == 1,
+                "cut at {cut}: {:?} printed {printed:?}",
+                &line[cut..]
+            );
+        }
     }
 
     #[test]
