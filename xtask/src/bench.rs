@@ -23,12 +23,15 @@ struct Form {
     command: String,
 }
 
-fn forms(guest: &Artifacts) -> Vec<Form> {
+/// The direct form boots with the firmware labs give it (qboot where QEMU
+/// has it, see `labcheck::vm::firmware`).
+fn forms(guest: &Artifacts, firmware: Option<&str>) -> Vec<Form> {
+    let bios = firmware.map_or(String::new(), |rom| format!("-bios {rom} "));
     vec![
         Form {
             name: "direct boot (vmlinux via PVH + initramfs)",
             command: format!(
-                "qemu-system-x86_64 -m 512 -net none -kernel {} -initrd {} -append '{}' -nographic",
+                "qemu-system-x86_64 {bios}-m 512 -net none -kernel {} -initrd {} -append '{}' -nographic",
                 guest.vmlinux.display(),
                 guest.initramfs.display(),
                 Artifacts::DIRECT_BOOT_APPEND
@@ -66,22 +69,32 @@ async fn measure(guest: &Artifacts, boots: usize, round_trips: usize) -> Result<
     std::fs::copy(&guest.disk_qcow2, work.path().join("disk.qcow2"))
         .map_err(|e| format!("cannot copy the guest disk: {e}"))?;
 
-    println!("\n| guest form | boot to shell, median of {boots} | min | max |");
-    println!("|---|---:|---:|---:|");
-    for form in forms(guest) {
-        let mut times = Vec::with_capacity(boots);
-        for _ in 0..boots {
+    let firmware = labcheck::vm::firmware::direct_boot_firmware().await;
+    println!(
+        "direct boot firmware: {}",
+        firmware.unwrap_or("QEMU's default (no qboot.rom in its data dirs)")
+    );
+    let forms = forms(guest, firmware);
+    // Round by round, one boot of each form, so that the host's drift
+    // weighs on every form alike.
+    let mut times = vec![Vec::with_capacity(boots); forms.len()];
+    for _ in 0..boots {
+        for (form, times) in forms.iter().zip(&mut times) {
             let (_vm, took) = boot(&form.command, probe.accel, work.path()).await?;
             times.push(took);
         }
-        let (median, min, max) = summary(&mut times);
+    }
+    println!("\n| guest form | boot to shell, median of {boots} | min | max |");
+    println!("|---|---:|---:|---:|");
+    for (form, times) in forms.iter().zip(&mut times) {
+        let (median, min, max) = summary(times);
         println!(
             "| {} | {median:.2} s | {min:.2} s | {max:.2} s |",
             form.name
         );
     }
 
-    let (mut vm, _) = boot(&forms(guest)[0].command, probe.accel, work.path()).await?;
+    let (mut vm, _) = boot(&forms[0].command, probe.accel, work.path()).await?;
     let mut times = Vec::with_capacity(round_trips);
     for n in 0..round_trips {
         let started = Instant::now();

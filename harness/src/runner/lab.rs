@@ -644,7 +644,8 @@ impl<'a> LabRun<'a> {
                 refused.push(format!("{name} was not started: {reason}"));
                 continue;
             }
-            let request = self.boot_request(name, deadline)?;
+            let firmware = crate::vm::firmware::direct_boot_firmware().await;
+            let request = self.boot_request(name, firmware, deadline)?;
             self.events.emit(Event::VmBooting {
                 lab: self.lab.id.clone(),
                 vm: name.clone(),
@@ -731,7 +732,13 @@ impl<'a> LabRun<'a> {
         }
     }
 
-    fn boot_request(&mut self, name: &str, deadline: Deadline) -> Result<BootRequest, StepFailure> {
+    /// `firmware`: that of a direct boot, see [`crate::vm::firmware`].
+    fn boot_request(
+        &mut self,
+        name: &str,
+        firmware: Option<&str>,
+        deadline: Deadline,
+    ) -> Result<BootRequest, StepFailure> {
         let spec = self
             .lab
             .vms
@@ -768,6 +775,7 @@ impl<'a> LabRun<'a> {
                         kernel: self.ctx.guest.vmlinux.clone(),
                         initrd: self.ctx.guest.initramfs.clone(),
                         append: crate::guest::Artifacts::DIRECT_BOOT_APPEND.to_owned(),
+                        firmware: firmware.map(str::to_owned),
                     }),
                 })
                 .collect(),

@@ -8,10 +8,13 @@
 //! - [`launch`] starts a VM and hands back its serial console and [`qmp`] client.
 //! - [`accel`] decides between KVM and TCG by booting a guest, not by looking at
 //!   `/dev/kvm`.
+//! - [`firmware`] finds the firmware of the guest's direct boot (qboot, when
+//!   QEMU has it).
 
 pub mod accel;
 pub mod allowlist;
 pub mod cmdline;
+pub mod firmware;
 pub mod launch;
 pub mod ports;
 pub mod process;

@@ -58,6 +58,9 @@ pub struct DirectBoot {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub append: String,
+    /// Firmware to boot with (`-bios`), see [`super::firmware`]; `None`
+    /// keeps QEMU's default, as does a line that names its own `-bios`.
+    pub firmware: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -107,8 +110,8 @@ const REASON_IMAGE_PATH: &str = "QEMU runs outside the submission's work dir (wh
 const REASON_STAND_IN: &str =
     "the handout's image is not available here; labcheck's guest stands in under the same name";
 const REASON_DIRECT_BOOT: &str = "the lab boots the ISO's guest directly (QEMU loads its kernel \
-     and initramfs), without the boot loader and the kernel's decompression, since how this VM \
-     boots is not what the lab shows";
+     and initramfs), without the boot loader and the kernel's decompression, and with qboot, \
+     QEMU's minimal firmware, where QEMU has it, since how this VM boots is not what the lab shows";
 
 /// Rewrites `line` according to `plan`.
 ///
@@ -125,6 +128,7 @@ pub fn rewrite(line: &CommandLine, plan: &Plan) -> Rewritten {
         mentions_kvm: false,
         display_set: false,
         serial_wired: false,
+        line_names_firmware: remapped.line.options.iter().any(|o| o.name() == "-bios"),
     };
     for option in &remapped.line.options {
         out.option(option);
@@ -141,19 +145,30 @@ struct Rewriter<'a> {
     mentions_kvm: bool,
     display_set: bool,
     serial_wired: bool,
+    /// The handout's line chooses its firmware; a direct boot keeps it.
+    line_names_firmware: bool,
 }
 
 impl<'a> Rewriter<'a> {
     fn option(&mut self, written: &QemuOption) {
         if let Some(boot) = self.direct_boot_for(written) {
-            let with = [
-                "-kernel".to_owned(),
-                path_text(&boot.kernel),
-                "-initrd".to_owned(),
-                path_text(&boot.initrd),
-                "-append".to_owned(),
-                boot.append.clone(),
-            ];
+            let firmware = boot
+                .firmware
+                .as_ref()
+                .filter(|_| !self.line_names_firmware)
+                .map(|rom| ["-bios".to_owned(), rom.clone()]);
+            let with: Vec<String> = firmware
+                .into_iter()
+                .flatten()
+                .chain([
+                    "-kernel".to_owned(),
+                    path_text(&boot.kernel),
+                    "-initrd".to_owned(),
+                    path_text(&boot.initrd),
+                    "-append".to_owned(),
+                    boot.append.clone(),
+                ])
+                .collect();
             self.replace(
                 written,
                 SubstitutionKind::StandIn,
@@ -545,6 +560,7 @@ mod tests {
             kernel: PathBuf::from("/cache/guest/vmlinux"),
             initrd: PathBuf::from("/cache/guest/initramfs"),
             append: "console=ttyS0,115200 quiet".into(),
+            firmware: None,
         })
     }
 
@@ -571,6 +587,36 @@ mod tests {
             .map(|s| s.original.as_str())
             .collect();
         assert_eq!(stand_ins, ["-cdrom alpine-standard-3.20.0-x86_64.iso"]);
+    }
+
+    /// The direct boot's firmware comes first in its replacement, unless the
+    /// handout's line chose a firmware of its own.
+    #[rstest]
+    #[case::default_firmware(SOCKET_VM1, "-bios qboot.rom -kernel ", 1)]
+    #[case::line_names_its_own(&format!("{SOCKET_VM1} -bios mine.bin"), "-kernel ", 1)]
+    fn a_direct_boot_brings_its_firmware(
+        #[case] line: &str,
+        #[case] replacement_starts: &str,
+        #[case] bios_options: usize,
+    ) {
+        let mut plan = plan(Accel::Tcg);
+        plan.stand_ins[0].direct_boot = direct_boot().map(|boot| DirectBoot {
+            firmware: Some("qboot.rom".into()),
+            ..boot
+        });
+        let rewritten = rewrite(&CommandLine::parse(line).expect("parses"), &plan);
+        let stand_in = rewritten
+            .substitutions
+            .iter()
+            .find(|s| s.kind == SubstitutionKind::StandIn)
+            .expect("the CD's substitution");
+        assert!(
+            stand_in.replacement.starts_with(replacement_starts),
+            "{}",
+            stand_in.replacement
+        );
+        let bios = rewritten.argv.iter().filter(|a| *a == "-bios").count();
+        assert_eq!(bios, bios_options, "{:?}", rewritten.argv);
     }
 
     #[test]
