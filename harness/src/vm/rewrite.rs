@@ -555,6 +555,15 @@ mod tests {
             .any(|s| s.kind == SubstitutionKind::StandIn));
     }
 
+    /// The first substitution of `kind`; the test fails without one.
+    fn declared(rewritten: &Rewritten, kind: SubstitutionKind) -> &Substitution {
+        rewritten
+            .substitutions
+            .iter()
+            .find(|s| s.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind:?} substitution: {rewritten:?}"))
+    }
+
     fn direct_boot() -> Option<DirectBoot> {
         Some(DirectBoot {
             kernel: PathBuf::from("/cache/guest/vmlinux"),
@@ -605,11 +614,7 @@ mod tests {
             ..boot
         });
         let rewritten = rewrite(&CommandLine::parse(line).expect("parses"), &plan);
-        let stand_in = rewritten
-            .substitutions
-            .iter()
-            .find(|s| s.kind == SubstitutionKind::StandIn)
-            .expect("the CD's substitution");
+        let stand_in = declared(&rewritten, SubstitutionKind::StandIn);
         assert!(
             stand_in.replacement.starts_with(replacement_starts),
             "{}",
@@ -802,11 +807,7 @@ mod tests {
             serials,
             ["chardev:labcheck-serial", "chardev:labcheck-control"]
         );
-        let control = rewritten
-            .substitutions
-            .iter()
-            .find(|s| s.kind == SubstitutionKind::ControlChannel)
-            .expect("a declared control channel");
+        let control = declared(&rewritten, SubstitutionKind::ControlChannel);
         assert_eq!(
             (control.original.as_str(), control.replacement.as_str()),
             (
