@@ -59,7 +59,8 @@ null::respawn:/etc/init.d/control
 /// The boot script. It loads the drivers of the hardware present (`coldplug`, see `modules`),
 /// network first. Each forked command costs some 20 to 40 ms this early under TCG (its code is
 /// translated for the first time), so what the shell can do itself it does: the hostname is
-/// written to `/proc`, and the background job is a subshell of this one, with the module
+/// written to `/proc` (`read` takes a last line without its newline too, as `hostname -F`
+/// did), and the background job is a subshell of this one, with the module
 /// library already read. Disk controllers cost about half a second under TCG (IDE probing), and only the disk
 /// form needs a disk before its shell: the hostname lives on its state disk, so a clone of the
 /// disk keeps its own name across reboots. The other forms are `localhost` and find their disks
@@ -95,7 +96,7 @@ case " $cmdline " in
     renice -n 19 -p $! > /dev/null
     ;;
 esac
-read -r name < /etc/hostname && echo "$name" > /proc/sys/kernel/hostname
+read -r name < /etc/hostname; [ -n "$name" ] && echo "$name" > /proc/sys/kernel/hostname
 "#
     )
 }
@@ -208,7 +209,7 @@ mod tests {
         );
         assert!(
             script.contains(
-                "read -r name < /etc/hostname && echo \"$name\" > /proc/sys/kernel/hostname"
+                "read -r name < /etc/hostname; [ -n \"$name\" ] && echo \"$name\" > /proc/sys/kernel/hostname"
             ),
             "{script}"
         );

@@ -72,7 +72,7 @@ use std::path::{Path, PathBuf};
 pub use lock::{Lock, LockedPackage};
 
 /// Bumped whenever the recipe (what is built from the lock, and how) changes.
-pub const RECIPE_VERSION: u32 = 9;
+pub const RECIPE_VERSION: u32 = 10;
 
 pub const CACHE_DIR_ENV: &str = "LABCHECK_CACHE_DIR";
 
