@@ -75,21 +75,27 @@ static ACCEL: LazyLock<Regex> =
 static PING_TIME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"time[= ]\d+(\.\d+)? ?ms|(min/avg/max(/mdev)? = )[\d./]+ ms").expect("valid regex")
 });
-/// How many echo requests a ping sent before Ctrl-C stopped it depends on
-/// when the interrupt lands (under load it can miss the next second's
-/// send); the replies received and their lines are the evidence.
-static PINGS_SENT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b\d+ packets transmitted\b").expect("valid regex"));
+/// A ping stopped with Ctrl-C: how many requests went out, and so how many
+/// replies came back, before the interrupt landed is timing (under load it
+/// can miss the next second's send, or let one more reply in). The replies'
+/// source and TTL are the evidence: each reply's sequence number and the
+/// counts of packets sent and received (busybox's wording; iputils's `-c`
+/// totals stay) are redacted, and a run of identical reply lines is shown once.
+static PING_SEQ: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?m)^(64 bytes from [^:\n]+: (?:icmp_)?seq=)\d+").expect("valid regex")
+});
+static PING_COUNTS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b\d+ (packets transmitted|packets received)\b").expect("valid regex")
+});
 /// IPv6 duplicate address detection ends at its own pace: whether `ip a`
 /// still shows a link-local address as `tentative` is timing, not behaviour.
 static DAD_STATE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r" (tentative|dadfailed)\b").expect("valid regex"));
 
-/// Under load, a Ctrl-C'd busybox ping sometimes shows its last reply line
-/// twice (seen on loaded TCG runs only; most likely the SIGINT handler,
-/// which prints the statistics and exits, flushes a reply still in stdio's
-/// buffer while its first write is under way). A real duplicate reply says
-/// `(DUP!)`, so a reply line right after itself is shown once.
+/// Reply lines, their sequence numbers redacted, shown once per run (see
+/// [`PING_SEQ`]). Under load a Ctrl-C'd busybox ping also sometimes prints its
+/// last reply twice (most likely the SIGINT handler flushing a line still in
+/// stdio's buffer); a real duplicate says `(DUP!)` and stays.
 fn without_repeated_ping_replies(text: &str) -> String {
     let mut kept: Vec<&str> = Vec::new();
     for line in text.split_inclusive('\n') {
@@ -112,7 +118,8 @@ impl Redactor<'_> {
         let text = SHA256.replace_all(&text, "sha256 [digest]");
         let text = GUEST_DIR.replace_all(&text, "[guest]");
         let text = PING_TIME.replace_all(&text, "${2}[time]");
-        let text = PINGS_SENT.replace_all(&text, "[n] packets transmitted");
+        let text = PING_SEQ.replace_all(&text, "${1}[n]");
+        let text = PING_COUNTS.replace_all(&text, "[n] $1");
         let text = DAD_STATE.replace_all(&text, "");
         let text = ACCEL.replace_all(&text, "-accel [accel]");
         without_repeated_ping_replies(&text)
@@ -186,7 +193,7 @@ mod tests {
     #[rstest::rstest]
     #[case::busybox_reply(
         "64 bytes from 10.0.0.2: seq=0 ttl=64 time=1.234 ms",
-        "64 bytes from 10.0.0.2: seq=0 ttl=64 [time]"
+        "64 bytes from 10.0.0.2: seq=[n] ttl=64 [time]"
     )]
     #[case::busybox_summary(
         "round-trip min/avg/max = 0.5/1.0/2.25 ms",
@@ -194,7 +201,7 @@ mod tests {
     )]
     #[case::iputils_reply(
         "64 bytes from 192.168.100.1: icmp_seq=1 ttl=64 time=3.05 ms",
-        "64 bytes from 192.168.100.1: icmp_seq=1 ttl=64 [time]"
+        "64 bytes from 192.168.100.1: icmp_seq=[n] ttl=64 [time]"
     )]
     #[case::iputils_total(
         "1 packets transmitted, 1 received, 0% packet loss, time 0ms",
@@ -202,7 +209,7 @@ mod tests {
     )]
     #[case::busybox_total_at_ctrl_c(
         "4 packets transmitted, 3 packets received",
-        "[n] packets transmitted, 3 packets received"
+        "[n] packets transmitted, [n] packets received"
     )]
     #[case::iputils_summary(
         "rtt min/avg/max/mdev = 3.050/3.050/3.050/0.000 ms",
@@ -212,13 +219,21 @@ mod tests {
         "inet6 fe80::5054:ff:fe12:3456/64 scope link tentative",
         "inet6 fe80::5054:ff:fe12:3456/64 scope link"
     )]
-    #[case::untouched(
-        "2 packets received, 0% packet loss",
-        "2 packets received, 0% packet loss"
+    #[case::other_counts_kept(
+        "RX packets:12 errors:0 dropped:0",
+        "RX packets:12 errors:0 dropped:0"
     )]
     #[case::reply_written_twice_at_ctrl_c(
         "64 bytes from 10.0.0.1: seq=2 ttl=64 time=1 ms\n64 bytes from 10.0.0.1: seq=2 ttl=64 time=1 ms\n\n--- stats",
-        "64 bytes from 10.0.0.1: seq=2 ttl=64 [time]\n\n--- stats"
+        "64 bytes from 10.0.0.1: seq=[n] ttl=64 [time]\n\n--- stats"
+    )]
+    #[case::replies_until_ctrl_c_shown_once(
+        "64 bytes from 10.0.0.1: seq=0 ttl=64 time=1 ms\n64 bytes from 10.0.0.1: seq=1 ttl=64 time=2 ms\n",
+        "64 bytes from 10.0.0.1: seq=[n] ttl=64 [time]\n"
+    )]
+    #[case::a_real_duplicate_kept(
+        "64 bytes from 10.0.0.1: seq=0 ttl=64 time=1 ms\n64 bytes from 10.0.0.1: seq=0 ttl=64 time=1 ms (DUP!)\n",
+        "64 bytes from 10.0.0.1: seq=[n] ttl=64 [time]\n64 bytes from 10.0.0.1: seq=[n] ttl=64 [time] (DUP!)\n"
     )]
     #[case::other_repeats_kept("exit status 0\nexit status 0\n", "exit status 0\nexit status 0\n")]
     fn redacts_timing(#[case] text: &str, #[case] redacted: &str) {
