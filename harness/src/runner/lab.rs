@@ -644,7 +644,11 @@ impl<'a> LabRun<'a> {
                 refused.push(format!("{name} was not started: {reason}"));
                 continue;
             }
-            let firmware = crate::vm::firmware::direct_boot_firmware().await;
+            let firmware = if self.has_direct_boot() {
+                crate::vm::firmware::direct_boot_firmware().await
+            } else {
+                None
+            };
             let request = self.boot_request(name, firmware, deadline)?;
             self.events.emit(Event::VmBooting {
                 lab: self.lab.id.clone(),
@@ -730,6 +734,15 @@ impl<'a> LabRun<'a> {
                     .collect(),
             },
         }
+    }
+
+    /// Whether a stand-in of this lab boots the guest directly (and so asks
+    /// for the direct boot's firmware).
+    fn has_direct_boot(&self) -> bool {
+        self.lab
+            .images
+            .iter()
+            .any(|image| image.form == GuestForm::Direct)
     }
 
     /// `firmware`: that of a direct boot, see [`crate::vm::firmware`].

@@ -8,7 +8,7 @@
 //! where QEMU has none, the direct boot keeps QEMU's default firmware, and the
 //! substitution in the report shows which one ran.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use tokio::sync::OnceCell;
 
@@ -54,7 +54,7 @@ fn parse_data_dirs(listing: &str) -> Vec<PathBuf> {
 }
 
 fn has_file(dirs: &[PathBuf], name: &str) -> bool {
-    dirs.iter().any(|dir| Path::new(dir).join(name).is_file())
+    dirs.iter().any(|dir| dir.join(name).is_file())
 }
 
 #[cfg(test)]
