@@ -410,7 +410,7 @@ async fn environment(ctx: &RunContext) -> Environment {
 }
 
 async fn qemu_version() -> String {
-    match tokio::process::Command::new("qemu-system-x86_64")
+    match tokio::process::Command::new(crate::vm::QEMU)
         .arg("--version")
         .output()
         .await

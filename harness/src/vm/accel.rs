@@ -15,10 +15,10 @@ use tokio::io::AsyncReadExt;
 use super::launch::{launch, log_tail, LaunchError, RunningVm, Sockets};
 use super::process::Enclosure;
 use super::rewrite::{qmp_wiring, serial_wiring};
+use super::QEMU;
 use crate::time::Deadline;
 
 const KVM_DEVICE: &str = "/dev/kvm";
-const QEMU: &str = "qemu-system-x86_64";
 /// Under KVM the banner comes within a second; ten leaves room on a busy host.
 const BANNER_BUDGET: Duration = Duration::from_secs(10);
 const BANNER: &[u8] = b"Linux version";

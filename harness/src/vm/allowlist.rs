@@ -34,7 +34,7 @@ use crate::vm::process::{run_shell, Enclosure, ShellExit};
 
 /// The only emulator a submission may start, by this bare name (a path could
 /// name a program of the student's own).
-const PROGRAM: &str = "qemu-system-x86_64";
+const PROGRAM: &str = super::QEMU;
 
 /// Options whose value is the name of an image file.
 const IMAGE_OPTIONS: &[&str] = &["-cdrom", "-hda", "-hdb", "-hdc", "-hdd"];

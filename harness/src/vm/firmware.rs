@@ -12,11 +12,11 @@ use std::path::PathBuf;
 
 use tokio::sync::OnceCell;
 
+use super::QEMU;
+
 /// QEMU's name for qboot, looked up in its data directories like its other
 /// firmware.
 pub const QBOOT: &str = "qboot.rom";
-
-const QEMU: &str = "qemu-system-x86_64";
 
 /// The firmware for direct boots on this host: [`QBOOT`] when QEMU has it,
 /// otherwise `None` (QEMU's default). Asked once per process.

@@ -11,6 +11,9 @@
 //! - [`firmware`] finds the firmware of the guest's direct boot (qboot, when
 //!   QEMU has it).
 
+/// The emulator labcheck runs, by its name on PATH (every handout line names it so).
+pub const QEMU: &str = "qemu-system-x86_64";
+
 pub mod accel;
 pub mod allowlist;
 pub mod cmdline;
