@@ -6,65 +6,6 @@ use std::path::{Path, PathBuf};
 
 use super::GuestError;
 
-/// A regular file or symlink taken from a package's data archive.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DebFile {
-    /// Relative path inside the package, without the leading `./`.
-    pub path: PathBuf,
-    pub mode: u32,
-    pub content: Content,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Content {
-    Bytes(Vec<u8>),
-    Symlink(PathBuf),
-}
-
-/// The regular files and symlinks of `deb` whose path `wanted` accepts, in archive order.
-pub fn read_files(
-    deb: &Path,
-    wanted: &mut dyn FnMut(&Path) -> bool,
-) -> Result<Vec<DebFile>, GuestError> {
-    let bad = |reason: String| GuestError::BadPackage {
-        path: deb.to_path_buf(),
-        reason,
-    };
-    let mut found = Vec::new();
-    with_data_tar(deb, &mut |tar| {
-        let mut archive = tar::Archive::new(tar);
-        for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
-            let mut entry = entry.map_err(|e| bad(e.to_string()))?;
-            let path = relative(&entry.path().map_err(|e| bad(e.to_string()))?);
-            let kind = entry.header().entry_type();
-            if !(kind.is_file() || kind.is_symlink()) || !wanted(&path) {
-                continue;
-            }
-            let mode = entry.header().mode().map_err(|e| bad(e.to_string()))?;
-            let content = if kind.is_symlink() {
-                let target = entry
-                    .link_name()
-                    .map_err(|e| bad(e.to_string()))?
-                    .ok_or_else(|| bad(format!("symlink {} has no target", path.display())))?;
-                Content::Symlink(target.into_owned())
-            } else {
-                let mut bytes = Vec::with_capacity(entry.size() as usize);
-                entry
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| bad(e.to_string()))?;
-                Content::Bytes(bytes)
-            };
-            found.push(DebFile {
-                path,
-                mode,
-                content,
-            });
-        }
-        Ok(())
-    })?;
-    Ok(found)
-}
-
 /// Unpacks the whole data archive of `deb` into `dest` (used for the pinned build tools).
 pub fn unpack(deb: &Path, dest: &Path) -> Result<(), GuestError> {
     with_data_tar(deb, &mut |tar| {
@@ -74,6 +15,29 @@ pub fn unpack(deb: &Path, dest: &Path) -> Result<(), GuestError> {
                 path: deb.to_path_buf(),
                 reason: format!("unpacking into {}: {e}", dest.display()),
             })
+    })
+}
+
+/// Unpacks the `.tar.xz` file at `inner` inside the data archive of `deb` into `dest`, streamed
+/// (Debian's kernel source is a 140 MB tarball inside its package, 1.5 GB unpacked).
+pub fn unpack_nested_tar_xz(deb: &Path, inner: &str, dest: &Path) -> Result<(), GuestError> {
+    let bad = |reason: String| GuestError::BadPackage {
+        path: deb.to_path_buf(),
+        reason,
+    };
+    with_data_tar(deb, &mut |tar| {
+        let mut archive = tar::Archive::new(tar);
+        for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
+            let entry = entry.map_err(|e| bad(e.to_string()))?;
+            let path = entry.path().map_err(|e| bad(e.to_string()))?;
+            if relative(&path) != Path::new(inner) {
+                continue;
+            }
+            return tar::Archive::new(xz2::read::XzDecoder::new(entry))
+                .unpack(dest)
+                .map_err(|e| bad(format!("unpacking {inner} into {}: {e}", dest.display())));
+        }
+        Err(bad(format!("no {inner} in the package")))
     })
 }
 
@@ -116,34 +80,33 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    /// A minimal .deb: `debian-binary`, an empty control archive and an xz data archive.
-    fn make_deb(dir: &Path, data_member: &str, files: &[(&str, &[u8])]) -> PathBuf {
+    fn xz(bytes: &[u8]) -> Vec<u8> {
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+        xz.write_all(bytes).expect("xz");
+        xz.finish().expect("xz done")
+    }
+
+    fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut tar = tar::Builder::new(Vec::new());
         for (path, bytes) in files {
             let mut header = tar::Header::new_gnu();
             header.set_size(bytes.len() as u64);
-            header.set_mode(0o755);
+            header.set_mode(0o644);
             header.set_cksum();
             tar.append_data(&mut header, path, *bytes)
                 .expect("tar entry");
         }
-        let mut link = tar::Header::new_gnu();
-        link.set_entry_type(tar::EntryType::Symlink);
-        link.set_size(0);
-        link.set_mode(0o777);
-        tar.append_link(&mut link, "./usr/bin/mcopy", "mtools")
-            .expect("tar link");
-        let tar = tar.into_inner().expect("tar done");
-        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
-        xz.write_all(&tar).expect("xz");
-        let data = xz.finish().expect("xz done");
+        tar.into_inner().expect("tar done")
+    }
 
+    /// A minimal .deb: `debian-binary`, an empty control archive and an xz data archive.
+    fn make_deb(dir: &Path, data_member: &str, files: &[(&str, &[u8])]) -> PathBuf {
         let path = dir.join("demo.deb");
         let mut deb = ar::Builder::new(File::create(&path).expect("create"));
         for (name, bytes) in [
             ("debian-binary", b"2.0\n".to_vec()),
             ("control.tar.xz", Vec::new()),
-            (data_member, data),
+            (data_member, xz(&tar_of(files))),
         ] {
             let header = ar::Header::new(name.as_bytes().to_vec(), bytes.len() as u64);
             deb.append(&header, &bytes[..]).expect("ar member");
@@ -152,28 +115,34 @@ mod tests {
     }
 
     #[test]
-    fn reads_selected_files_and_symlinks() {
+    fn unpacks_a_tarball_inside_the_package() {
         let dir = tempfile::tempdir().expect("temp dir");
+        let inner = xz(&tar_of(&[("src-1.0/Makefile", b"all:\n")]));
         let deb = make_deb(
             dir.path(),
             "data.tar.xz",
-            &[("./bin/busybox", b"BB"), ("./usr/share/doc/x", b"doc")],
+            &[
+                ("./usr/share/doc/x", b"doc"),
+                ("./usr/src/src-1.0.tar.xz", &inner),
+            ],
         );
-        let files = read_files(&deb, &mut |p| !p.starts_with("usr/share")).expect("read");
+        let dest = dir.path().join("out");
+        unpack_nested_tar_xz(&deb, "usr/src/src-1.0.tar.xz", &dest).expect("unpacked");
         assert_eq!(
-            files,
-            vec![
-                DebFile {
-                    path: "bin/busybox".into(),
-                    mode: 0o755,
-                    content: Content::Bytes(b"BB".to_vec())
-                },
-                DebFile {
-                    path: "usr/bin/mcopy".into(),
-                    mode: 0o777,
-                    content: Content::Symlink("mtools".into())
-                },
-            ]
+            std::fs::read(dest.join("src-1.0/Makefile")).expect("file"),
+            b"all:\n"
+        );
+    }
+
+    #[test]
+    fn a_missing_inner_tarball_is_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let deb = make_deb(dir.path(), "data.tar.xz", &[("./usr/share/doc/x", b"doc")]);
+        let err = unpack_nested_tar_xz(&deb, "usr/src/src-1.0.tar.xz", dir.path())
+            .expect_err("nothing to unpack");
+        assert!(
+            err.to_string().contains("no usr/src/src-1.0.tar.xz"),
+            "{err}"
         );
     }
 
@@ -181,7 +150,7 @@ mod tests {
     fn other_compressions_are_named_in_the_error() {
         let dir = tempfile::tempdir().expect("temp dir");
         let deb = make_deb(dir.path(), "data.tar.zst", &[]);
-        let err = read_files(&deb, &mut |_| true).expect_err("zst unsupported");
+        let err = unpack(&deb, dir.path()).expect_err("zst unsupported");
         assert!(err.to_string().contains("data.tar.zst"), "{err}");
     }
 }

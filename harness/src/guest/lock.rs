@@ -142,8 +142,8 @@ size = 70305560
         for name in super::super::SMALL_PACKAGES {
             lock.package(name).expect("package pinned");
         }
-        lock.package_with_prefix("linux-image-")
-            .expect("one kernel pinned");
+        lock.package_with_prefix(super::super::KERNEL_SOURCE_PREFIX)
+            .expect("one kernel source pinned");
     }
 
     #[rstest::rstest]

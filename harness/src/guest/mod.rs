@@ -1,10 +1,12 @@
 //! The built-in guest: pinned Debian packages made into an ISO, a disk and direct-boot artifacts.
 //!
 //! labcheck has no Alpine ISO and no network at run time, so it builds a small Linux guest from
-//! the Debian bookworm packages pinned in `fixtures/guest/packages.lock`: the kernel, a static
-//! busybox, isolinux/syslinux, and the build tools mtools and dosfstools. Packages are fetched
-//! by plain HTTP from the machine's Debian mirror, checked by sha256 and cached; the build tools
-//! run from the cache, so neither root nor apt is needed.
+//! the Debian bookworm packages pinned in `fixtures/guest/packages.lock`: the kernel's source, a
+//! static busybox, isolinux/syslinux, and the build tools mtools and dosfstools. Packages are
+//! fetched by plain HTTP from the machine's Debian mirror, checked by sha256 and cached; the
+//! build tools run from the cache, so neither root nor apt is needed for them. The kernel is
+//! compiled here, once per configuration (`kernel`: `fixtures/guest/kernel.config`), with the
+//! host's compiler.
 //!
 //! One initramfs (busybox, the lab's kernel modules, a root shell on ttyS0, labcheck's control
 //! shell on ttyS1 when the VM has that port) in three forms: `guest.iso` (isolinux, stands in for
@@ -14,8 +16,10 @@
 //!
 //! # Determinism
 //!
-//! Building twice from the same lock gives byte-identical outputs:
+//! Building twice from the same lock, kernel configuration and compiler gives byte-identical
+//! outputs:
 //! - every timestamp is the lock's `source_date_epoch`;
+//! - the kernel is compiled with a fixed build environment (`kernel`);
 //! - the initramfs is written by our own newc writer (`cpio`): entries sorted by path, owned by
 //!   root, inode numbers by position, device nodes as entries;
 //! - the ISO is written by our own ISO 9660 writer (`iso9660`) whose layout depends only on the
@@ -29,21 +33,17 @@
 //!
 //! # Boot speed
 //!
-//! Under TCG the guest's own work is what costs: modules are stored without their signatures
-//! (each verification costs about 70 ms in software) and the kernel skips its crypto self-tests
-//! (`cryptomgr.notests`, about a second of boot); see `modules::strip_signature` and
-//! `init::KERNEL_APPEND`. The guest loads only the drivers of the hardware it has, and the rest
-//! when the kernel asks (`modules`); only the disk form waits for its disk controller before the
-//! shell (`init::rcs`); no modprobe runs during the kernel's own init
-//! (`init::KERNEL_DEFAULT_MODPROBE`).
+//! Under TCG the guest's own work is what costs. The kernel has only what a lab VM uses
+//! (`kernel`), with the disks' and file systems' drivers as modules; the guest loads only the
+//! drivers of the hardware it has, and the rest when the kernel asks (`modules`); only the disk
+//! form waits for its disk controller before the shell (`init::rcs`); no modprobe runs during
+//! the kernel's own init (`init::KERNEL_DEFAULT_MODPROBE`).
 //!
-//! The ISO and the disk cost about 6 s more than direct boot, measured on the serial console
-//! with the kernel's and isolinux's messages on: about 4.5 s is the bzImage's stub decompressing
-//! the kernel's xz payload, fixed by the Debian kernel; the rest is isolinux or syslinux reading
-//! the kernel and the initramfs through the BIOS, about 10 MB/s from the CD and 4 MB/s from the
-//! IDE disk (PIO, a sector at a time, under TCG). So the ISO and the disk carry the initramfs
-//! LZ4-compressed (5.9 MB to 2.9 MB), which the kernel unpacks about as fast as it copies the
-//! uncompressed one: about 0.3 s less per boot from the CD and 0.55 s from the disk.
+//! The ISO and the disk cost more than direct boot: isolinux or syslinux read the kernel and
+//! the initramfs through the BIOS, about 10 MB/s from the CD and 4 MB/s from the IDE disk
+//! (PIO, a sector at a time, under TCG), and the bzImage's stub unpacks the kernel. So the
+//! kernel is LZ4-compressed, and the ISO and the disk carry the initramfs LZ4-compressed too,
+//! which the kernel unpacks about as fast as it copies the uncompressed one.
 //!
 //! Shutting down costs nothing either: busybox init sleeps two seconds in every `poweroff` and
 //! `reboot` (one after asking every process to end, one before the final call), which a lab VM
@@ -59,20 +59,21 @@ mod fatdisk;
 mod fetch;
 mod init;
 mod iso9660;
+mod kernel;
 mod lock;
 mod lz4;
 mod mirror;
 mod modules;
-mod vmlinux;
 
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use kernel::{tool_present, BUILD_TOOLS as KERNEL_BUILD_TOOLS};
 pub use lock::{Lock, LockedPackage};
 
 /// Bumped whenever the recipe (what is built from the lock, and how) changes.
-pub const RECIPE_VERSION: u32 = 10;
+pub const RECIPE_VERSION: u32 = 11;
 
 pub const CACHE_DIR_ENV: &str = "LABCHECK_CACHE_DIR";
 
@@ -178,6 +179,8 @@ pub enum GuestError {
     BadPackage { path: PathBuf, reason: String },
     #[error("kernel: {0}")]
     Kernel(String),
+    #[error("compiling the guest's kernel needs {missing}, which this machine lacks; install with `{install}` (or run `sudo cargo xtask setup`)")]
+    BuildTools { missing: String, install: String },
     #[error("kernel modules: {0}")]
     Module(String),
     #[error("ISO image: {0}")]
@@ -262,14 +265,21 @@ pub fn build_to(
     let packages = Packages::fetch(opts, &lock, progress)?;
     let epoch = lock.source_date_epoch;
 
-    progress("reading the kernel package");
-    let kernel = read_kernel(&packages.kernel)?;
+    let built = kernel::ensure_built(
+        &opts.cache_dir,
+        &packages.kernel_source,
+        &packages.kernel_deb,
+        &read_kernel_config()?,
+        epoch,
+        progress,
+    )?;
+    let kernel = read_kernel(&built)?;
     let busybox = packages.unpacked("busybox-static")?.join("bin/busybox");
     progress("writing the initramfs");
     let initramfs = initramfs(&busybox, &kernel)?.write(epoch);
     write(&artifacts.initramfs, &initramfs)?;
-    progress("extracting vmlinux");
-    write(&artifacts.vmlinux, &vmlinux::extract(&kernel.bzimage)?)?;
+    std::fs::copy(built.vmlinux(), &artifacts.vmlinux)
+        .map_err(|e| GuestError::io(&artifacts.vmlinux, e))?;
 
     // Direct boot loads its initramfs through fw_cfg at memory speed; isolinux and syslinux
     // read the ISO's and the disk's through the BIOS, where every byte saved counts (see `lz4`).
@@ -317,6 +327,7 @@ fn read_lock() -> Result<(Lock, String), GuestError> {
         init::boot_loader_config("", "", &init::disk_append()),
         init::modprobe(),
         modules::WANTED.join(","),
+        read_kernel_config()?,
     ] {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
@@ -324,15 +335,24 @@ fn read_lock() -> Result<(Lock, String), GuestError> {
     Ok((lock, hex::encode(hasher.finalize())))
 }
 
+fn read_kernel_config() -> Result<String, GuestError> {
+    let path = kernel::config_path();
+    std::fs::read_to_string(&path).map_err(|e| GuestError::io(&path, e))
+}
+
 fn write(path: &Path, bytes: &[u8]) -> Result<(), GuestError> {
     std::fs::write(path, bytes).map_err(|e| GuestError::io(path, e))
 }
 
-/// The verified packages: the kernel's .deb, and the small packages unpacked in the cache.
+/// The verified packages: the kernel source's .deb, and the small packages unpacked in the cache.
 struct Packages {
-    kernel: PathBuf,
+    kernel_source: LockedPackage,
+    kernel_deb: PathBuf,
     unpacked: BTreeMap<String, PathBuf>,
 }
+
+/// The kernel source package's name, without its version (`linux-source-6.1`).
+const KERNEL_SOURCE_PREFIX: &str = "linux-source-";
 
 const SMALL_PACKAGES: &[&str] = &[
     "busybox-static",
@@ -360,8 +380,9 @@ impl Packages {
             }
             Ok(resolved.clone().unwrap_or_default())
         };
-        let kernel_package = lock.package_with_prefix("linux-image-")?;
-        let kernel = fetch::ensure_downloaded(&downloads, kernel_package, &mut mirror, progress)?;
+        let kernel_source = lock.package_with_prefix(KERNEL_SOURCE_PREFIX)?.clone();
+        let kernel_deb =
+            fetch::ensure_downloaded(&downloads, &kernel_source, &mut mirror, progress)?;
         let mut unpacked = BTreeMap::new();
         for name in SMALL_PACKAGES {
             let package = lock.package(name)?;
@@ -369,7 +390,11 @@ impl Packages {
             let dir = unpack_once(&opts.cache_dir.join("unpacked"), package, &deb)?;
             unpacked.insert(name.to_string(), dir);
         }
-        Ok(Packages { kernel, unpacked })
+        Ok(Packages {
+            kernel_source,
+            kernel_deb,
+            unpacked,
+        })
     }
 
     fn unpacked(&self, name: &str) -> Result<&Path, GuestError> {
@@ -425,38 +450,28 @@ struct Kernel {
     modprobe_library: String,
 }
 
-/// The bzImage and the wanted modules (with their dependencies) from the kernel package.
-/// One pass over the package: every module is read once to learn its dependencies and aliases.
-fn read_kernel(deb: &Path) -> Result<Kernel, GuestError> {
-    let files = deb::read_files(deb, &mut |path| {
-        let text = path.to_string_lossy();
-        (text.starts_with("boot/vmlinuz-"))
-            || (text.starts_with("lib/modules/") && text.ends_with(".ko"))
-    })?;
-    let mut bzimage = None;
+/// The bzImage and the wanted modules (with their dependencies) of the compiled kernel. Every
+/// module is read once to learn its dependencies and aliases.
+fn read_kernel(built: &kernel::Built) -> Result<Kernel, GuestError> {
+    let read = |path: &Path| std::fs::read(path).map_err(|e| GuestError::io(path, e));
+    let bzimage = read(&built.bzimage())?;
     let mut depends = BTreeMap::new();
     let mut aliases = BTreeMap::new();
     let mut bytes = BTreeMap::new();
-    for file in files {
-        let deb::Content::Bytes(content) = file.content else {
-            continue;
+    for path in built.modules()? {
+        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let Some(name) = file_name.as_deref().and_then(modules::name_from_file) else {
+            return Err(GuestError::Module(format!(
+                "{}: not a .ko file",
+                path.display()
+            )));
         };
-        let file_name = file
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned());
-        match file_name.as_deref().and_then(modules::name_from_file) {
-            Some(name) => {
-                let modinfo = modules::modinfo_section(&content)?;
-                depends.insert(name.clone(), modules::depends_in_modinfo(modinfo));
-                aliases.insert(name.clone(), modules::aliases_in_modinfo(modinfo));
-                bytes.insert(name, modules::strip_signature(&content)?.to_vec());
-            }
-            None => bzimage = Some(content),
-        }
+        let content = read(&path)?;
+        let modinfo = modules::modinfo_section(&content)?;
+        depends.insert(name.clone(), modules::depends_in_modinfo(modinfo));
+        aliases.insert(name.clone(), modules::aliases_in_modinfo(modinfo));
+        bytes.insert(name, content);
     }
-    let bzimage = bzimage
-        .ok_or_else(|| GuestError::Kernel("no boot/vmlinuz-* in the kernel package".into()))?;
     let order = modules::load_order(modules::WANTED, &depends)?;
     let modprobe_library = modules::modprobe_library(&order, &depends, &aliases)?;
     let modules = order

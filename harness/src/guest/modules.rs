@@ -1,7 +1,7 @@
 //! Which kernel modules the guest carries, and how it loads them.
 //!
-//! Debian ships no `modules.dep`, and the guest has no modprobe data, so everything is computed
-//! at build time from each module's own `.modinfo` section: `depends=a,b` gives the load order
+//! The guest has no `modules.dep` and no modprobe data, so everything is computed at build
+//! time from each module's own `.modinfo` section: `depends=a,b` gives the load order
 //! (dependencies first), `alias=…` the devices and requests a module answers to. A wanted
 //! module with no `.ko` is built into the kernel and needs no loading.
 //!
@@ -183,25 +183,6 @@ pub fn modinfo_section(ko: &[u8]) -> Result<&[u8], GuestError> {
     Err(bad("no .modinfo section"))
 }
 
-const SIGNATURE_MARKER: &[u8] = b"~Module signature appended~\n";
-/// `struct module_signature`: algorithm ids and lengths, ending with the signature's length.
-const SIGNATURE_INFO_LEN: usize = 12;
-
-/// The module without its appended signature. The kernel verifies signatures in software, about
-/// 70 ms per module under TCG, and does not require them here (no Secure Boot lockdown under
-/// SeaBIOS), so an unsigned module loads the same, only sooner. Unsigned input is returned as is.
-pub fn strip_signature(ko: &[u8]) -> Result<&[u8], GuestError> {
-    let Some(body) = ko.strip_suffix(SIGNATURE_MARKER) else {
-        return Ok(ko);
-    };
-    let bad = || GuestError::Module("malformed module signature trailer".into());
-    let info_start = body.len().checked_sub(SIGNATURE_INFO_LEN).ok_or_else(bad)?;
-    let length_bytes: [u8; 4] = body[body.len() - 4..].try_into().map_err(|_| bad())?;
-    let signature_len = u32::from_be_bytes(length_bytes) as usize;
-    let end = info_start.checked_sub(signature_len).ok_or_else(bad)?;
-    Ok(&ko[..end])
-}
-
 /// The load order for `wanted`: every module after its dependencies, each once. `available`
 /// maps module names to their dependencies; wanted modules absent from it are built in.
 pub fn load_order(
@@ -234,7 +215,7 @@ fn visit(
     }
     let depends = available.get(name).ok_or_else(|| {
         GuestError::Module(format!(
-            "{} depends on {name}, which is not in the kernel package",
+            "{} depends on {name}, which the kernel build did not make",
             path.last().map(String::as_str).unwrap_or("?")
         ))
     })?;
@@ -355,31 +336,6 @@ mod tests {
     #[case("modules.order", None)]
     fn names_from_files(#[case] file: &str, #[case] expected: Option<&str>) {
         assert_eq!(name_from_file(file).as_deref(), expected);
-    }
-
-    #[test]
-    fn strips_an_appended_signature() {
-        let mut signed = b"\x7fELF module body".to_vec();
-        signed.extend_from_slice(b"SIGNATURE");
-        let mut info = [0u8; SIGNATURE_INFO_LEN];
-        info[8..].copy_from_slice(&9u32.to_be_bytes());
-        signed.extend_from_slice(&info);
-        signed.extend_from_slice(SIGNATURE_MARKER);
-        assert_eq!(
-            strip_signature(&signed).expect("stripped"),
-            b"\x7fELF module body"
-        );
-        assert_eq!(
-            strip_signature(b"\x7fELF unsigned").expect("as is"),
-            b"\x7fELF unsigned"
-        );
-        let mut lying = b"short".to_vec();
-        lying.extend_from_slice(&info);
-        lying.extend_from_slice(SIGNATURE_MARKER);
-        assert!(
-            strip_signature(&lying).is_err(),
-            "a length past the start is an error"
-        );
     }
 
     #[test]
