@@ -29,6 +29,13 @@ const TEST_TOOLS: &[(&str, &str)] = &[
 /// saying exactly which command to run.
 pub fn host_packages() -> Result<(), Failure> {
     ensure_tools(HOST_TOOLS, &install_command(), "sudo cargo xtask setup")?;
+    // The guest's kernel is compiled here from Debian's source (labcheck::guest).
+    let kernel_tools = labcheck::guest::KERNEL_BUILD_TOOLS;
+    ensure_tools(
+        kernel_tools,
+        &apt_install(kernel_tools),
+        "sudo cargo xtask setup",
+    )?;
     tun_device()
 }
 
@@ -60,25 +67,33 @@ fn tun_device() -> Result<(), Failure> {
 
 /// Installs the packages only the tests need, as [`host_packages`] does.
 pub fn test_packages() -> Result<(), Failure> {
-    let install = format!(
+    ensure_tools(
+        TEST_TOOLS,
+        &apt_install(TEST_TOOLS),
+        "sudo cargo xtask test",
+    )
+}
+
+fn apt_install(tools: &[(&str, &str)]) -> String {
+    format!(
         "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {}",
-        package_list(TEST_TOOLS)
-    );
-    ensure_tools(TEST_TOOLS, &install, "sudo cargo xtask test")
+        package_list(tools)
+    )
 }
 
 /// Runs `install` as root when any of `tools` is missing, or says which
-/// command installs them (or which xtask command does, `instead`).
+/// command installs them (or which xtask command does, `instead`). A tool
+/// given as an absolute path is a file that must exist (a header).
 fn ensure_tools(tools: &[(&str, &str)], install: &str, instead: &str) -> Result<(), Failure> {
     let missing: Vec<&str> = tools
         .iter()
-        .filter(|(tool, _)| !on_path(tool))
+        .filter(|(tool, _)| !labcheck::guest::tool_present(tool))
         .map(|(tool, _)| *tool)
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    if !is_root() || !on_path("apt-get") {
+    if !is_root() || !labcheck::guest::tool_present("apt-get") {
         return Err(Failure::Message(format!(
             "missing on this machine: {}.\nInstall them (Debian or Ubuntu) with:\n  sudo sh -c '{install}'\nor run `{instead}`.",
             missing.join(", ")
@@ -90,7 +105,10 @@ fn ensure_tools(tools: &[(&str, &str)], install: &str, instead: &str) -> Result<
         missing.join(", ")
     );
     run_shell(install)?;
-    match tools.iter().find(|(tool, _)| !on_path(tool)) {
+    match tools
+        .iter()
+        .find(|(tool, _)| !labcheck::guest::tool_present(tool))
+    {
         None => Ok(()),
         Some((tool, package)) => Err(Failure::Message(format!(
             "{tool} is still missing after installing {package}; see the apt output above"
@@ -146,11 +164,6 @@ pub fn guest() -> Result<labcheck::guest::Artifacts, Failure> {
     let artifacts = labcheck::guest::ensure_built(&options, &mut |line| eprintln!("guest: {line}"))
         .map_err(|e| e.to_string())?;
     Ok(artifacts)
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
 }
 
 fn is_root() -> bool {
@@ -216,7 +229,7 @@ fn make_venv(venv: &std::path::Path) -> Result<(), Failure> {
         return Ok(());
     }
     // Debian ships venv apart from python3; without root, say what to install.
-    if !is_root() || !on_path("apt-get") {
+    if !is_root() || !labcheck::guest::tool_present("apt-get") {
         return Err(Failure::Message(format!(
             "cannot make the linters' virtualenv with `{create}`.\nInstall Python's venv (Debian or Ubuntu) with:\n  sudo apt-get install -y python3-venv\nthen run `cargo xtask test` again."
         )));
