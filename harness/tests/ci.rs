@@ -129,8 +129,9 @@ fn github_workflow_fits_the_workflow_schema() {
     }
 }
 
-/// The workflow installs by hand what `cargo xtask setup` installs as root, so
-/// a host package added to xtask must be added to the workflow too.
+/// The workflow installs by hand what `cargo xtask setup` installs as root (the
+/// labs' host tools and the kernel's build tools), so a host package added to
+/// xtask or to the guest build must be added to the workflow too.
 #[test]
 fn github_workflow_installs_every_host_package_of_xtask() {
     let setup = std::fs::read_to_string(repo_file("xtask/src/setup.rs")).expect("read setup.rs");
@@ -140,13 +141,18 @@ fn github_workflow_installs_every_host_package_of_xtask() {
         .map(|(table, _)| table)
         .expect("xtask/src/setup.rs has a HOST_TOOLS table");
     let pair = regex::Regex::new(r#"\("([^"]+)",\s*"([^"]+)"\)"#).expect("valid regex");
-    let packages: Vec<&str> = pair
+    let mut packages: Vec<&str> = pair
         .captures_iter(table)
         .filter_map(|c| c.get(2).map(|m| m.as_str()))
         .collect();
     assert!(
         !packages.is_empty(),
         "no (tool, package) pair in HOST_TOOLS"
+    );
+    packages.extend(
+        labcheck::guest::KERNEL_BUILD_TOOLS
+            .iter()
+            .map(|(_, package)| *package),
     );
     let workflow = std::fs::read_to_string(repo_file(GITHUB_WORKFLOW)).expect("read the workflow");
     let missing: Vec<&str> = packages
@@ -155,7 +161,7 @@ fn github_workflow_installs_every_host_package_of_xtask() {
         .collect();
     assert!(
         missing.is_empty(),
-        "{GITHUB_WORKFLOW} does not install {missing:?} (xtask/src/setup.rs HOST_TOOLS)"
+        "{GITHUB_WORKFLOW} does not install {missing:?} (HOST_TOOLS of xtask/src/setup.rs, KERNEL_BUILD_TOOLS of labcheck::guest)"
     );
 }
 
