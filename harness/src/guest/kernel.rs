@@ -19,9 +19,14 @@
 //! date fixed (the date is the lock's `source_date_epoch`), in-tree, where the kernel's
 //! build writes source paths relative to the tree; no module signing, no debug info.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use nix::sys::signal::{killpg, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::unistd::Pid;
 use sha2::{Digest, Sha256};
 
 use super::{deb, BuildLock, GuestError, LockedPackage};
@@ -233,8 +238,8 @@ impl Make<'_> {
         let log = std::fs::File::create(&self.log).map_err(|e| GuestError::io(&self.log, e))?;
         let log_err = log.try_clone().map_err(|e| GuestError::io(&self.log, e))?;
         let label = format!("make {}", args.join(" "));
-        let status = Command::new("make")
-            .args(args)
+        let mut make = Command::new("make");
+        make.args(args)
             .current_dir(self.tree)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -245,12 +250,16 @@ impl Make<'_> {
             .env("KBUILD_BUILD_TIMESTAMP", utc_date(self.epoch))
             .stdin(std::process::Stdio::null())
             .stdout(log)
-            .stderr(log_err)
-            .status()
-            .map_err(|e| GuestError::Tool {
+            .stderr(log_err);
+        let status = run_stoppable(make).map_err(|e| match e {
+            Stoppable::Interrupted => GuestError::Interrupted {
+                what: "compiling the guest's kernel".into(),
+            },
+            Stoppable::Io(e) => GuestError::Tool {
                 tool: label.clone(),
                 reason: e.to_string(),
-            })?;
+            },
+        })?;
         if status.success() {
             return Ok(());
         }
@@ -267,6 +276,91 @@ impl Make<'_> {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// How a [`run_stoppable`] command failed to finish.
+#[derive(Debug)]
+enum Stoppable {
+    /// SIGINT or SIGTERM arrived; the command's process group was killed.
+    Interrupted,
+    Io(std::io::Error),
+}
+
+/// Runs `command` to its end, unless this process is asked to stop (SIGINT or SIGTERM) first:
+/// then its whole process group is killed and the caller returns, so that the build's work dir
+/// (a 1.5 GB kernel tree) is deleted on the way out instead of being left by a dying labcheck.
+/// The command runs in its own process group (a terminal's Ctrl-C reaches labcheck, which
+/// stops it) and dies with this thread.
+fn run_stoppable(mut command: Command) -> Result<ExitStatus, Stoppable> {
+    let stop = StopRequests::catch().map_err(|e| Stoppable::Io(e.into()))?;
+    command.process_group(0);
+    crate::vm::process::die_with_parent(&mut command);
+    let mut child = command.spawn().map_err(Stoppable::Io)?;
+    loop {
+        if let Some(status) = child.try_wait().map_err(Stoppable::Io)? {
+            return Ok(status);
+        }
+        if stop.requested() {
+            kill_group(&mut child);
+            return Err(Stoppable::Interrupted);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn kill_group(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // Already gone is fine: the group is what must not outlive us.
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let _ = child.wait();
+}
+
+static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_signal: libc::c_int) {
+    STOP_REQUESTED.store(true, Ordering::SeqCst);
+}
+
+/// While alive, SIGINT and SIGTERM are noted instead of ending the process; the handlers
+/// they had before come back on drop.
+struct StopRequests {
+    previous: Vec<(Signal, SigAction)>,
+}
+
+impl StopRequests {
+    const SIGNALS: [Signal; 2] = [Signal::SIGINT, Signal::SIGTERM];
+
+    fn catch() -> nix::Result<Self> {
+        STOP_REQUESTED.store(false, Ordering::SeqCst);
+        let action = SigAction::new(
+            SigHandler::Handler(request_stop),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        let mut previous = Vec::new();
+        for signal in Self::SIGNALS {
+            // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+            #[allow(unsafe_code)]
+            let old = unsafe { nix::sys::signal::sigaction(signal, &action) }?;
+            previous.push((signal, old));
+        }
+        Ok(StopRequests { previous })
+    }
+
+    fn requested(&self) -> bool {
+        STOP_REQUESTED.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for StopRequests {
+    fn drop(&mut self) {
+        for (signal, old) in &self.previous {
+            // SAFETY: puts back the action that was installed before `catch`.
+            #[allow(unsafe_code)]
+            let _ = unsafe { nix::sys::signal::sigaction(*signal, old) };
+        }
     }
 }
 
@@ -364,6 +458,46 @@ mod tests {
         #[case] untaken: &[&str],
     ) {
         assert_eq!(untaken_options(fragment, resolved), untaken);
+    }
+
+    /// One test, not two: the handlers and the flag are process-wide, and `cargo test` runs
+    /// tests as threads of one process. Without the handlers, the SIGINT below would end it.
+    #[test]
+    fn a_command_ends_with_its_status_or_is_killed_with_its_group_on_a_stop_request() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "exit 3"]);
+        assert_eq!(run_stoppable(command).expect("ran").code(), Some(3));
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pid_file = dir.path().join("sleep.pid");
+        let raiser = std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGINT).expect("signal sent");
+        });
+        let started = std::time::Instant::now();
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("sleep 30 & echo $! > {}; wait", pid_file.display()));
+        let outcome = run_stoppable(command);
+        raiser.join().expect("raiser thread");
+        assert!(
+            matches!(outcome, Err(Stoppable::Interrupted)),
+            "{outcome:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        let sleep_pid = std::fs::read_to_string(&pid_file).expect("pid written");
+        // Dead is gone or a zombie: the orphan's reaper may be slow to reap it.
+        let stat = Path::new("/proc").join(sleep_pid.trim()).join("stat");
+        let gone = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            std::fs::read_to_string(&stat).map_or(true, |text| text.contains(") Z "))
+        });
+        assert!(gone, "the command's own child outlived the stop");
     }
 
     #[test]

@@ -131,7 +131,7 @@ impl ChildProcess {
             cmd.stdout(file.try_clone()?).stderr(file);
         }
         enclosure.apply(&mut cmd);
-        die_with_parent(&mut cmd);
+        die_with_parent(cmd.as_std_mut());
         let child = cmd.spawn()?;
         let pid = child
             .id()
@@ -195,8 +195,10 @@ impl Drop for ChildProcess {
 }
 
 /// Arranges for the child to receive SIGKILL when the spawning thread exits.
+/// Also used by the guest's kernel build, which runs `make` without tokio.
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
+pub(crate) fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
     let parent = std::process::id();
     // SAFETY: the closure runs in the forked child before exec and calls only
     // prctl(2) and getppid(2), both async-signal-safe; it allocates nothing
