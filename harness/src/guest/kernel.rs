@@ -85,19 +85,28 @@ impl Built {
     }
 }
 
-/// The kernel for `source` (the kernel source package, downloaded to `deb`) and the
-/// configuration fragment `config`, compiled first if the cache does not have it.
+/// What a kernel is compiled from.
+#[derive(Debug, Clone, Copy)]
+pub struct Recipe<'a> {
+    /// The kernel source package, as pinned.
+    pub source: &'a LockedPackage,
+    /// Where that package was downloaded.
+    pub deb: &'a Path,
+    /// The configuration fragment (`fixtures/guest/kernel.config`).
+    pub config: &'a str,
+    /// The build's date, as a Unix time (the lock's `source_date_epoch`).
+    pub epoch: u64,
+}
+
+/// The kernel of `recipe`, compiled first if the cache does not have it.
 pub fn ensure_built(
     cache_dir: &Path,
-    source: &LockedPackage,
-    deb: &Path,
-    config: &str,
-    epoch: u64,
+    recipe: &Recipe<'_>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Built, GuestError> {
     let root = cache_dir.join("kernel");
     let built = Built {
-        dir: root.join(digest(source, config, epoch)),
+        dir: root.join(digest(recipe)),
     };
     if built.is_complete() {
         return Ok(built);
@@ -113,7 +122,7 @@ pub fn ensure_built(
         .prefix(".building-")
         .tempdir_in(&root)
         .map_err(|e| GuestError::io(&root, e))?;
-    let out = compile(temp.path(), source, deb, config, epoch, progress)?;
+    let out = compile(temp.path(), recipe, progress)?;
     if built.dir.exists() {
         std::fs::remove_dir_all(&built.dir).map_err(|e| GuestError::io(&built.dir, e))?;
     }
@@ -121,13 +130,13 @@ pub fn ensure_built(
     Ok(built)
 }
 
-fn digest(source: &LockedPackage, config: &str, epoch: u64) -> String {
+fn digest(recipe: &Recipe<'_>) -> String {
     let mut hasher = Sha256::new();
     for part in [
         format!("labcheck kernel recipe {KERNEL_RECIPE_VERSION}"),
-        source.sha256.clone(),
-        config.to_string(),
-        epoch.to_string(),
+        recipe.source.sha256.clone(),
+        recipe.config.to_string(),
+        recipe.epoch.to_string(),
     ] {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
@@ -182,12 +191,15 @@ pub fn tool_present(tool: &str) -> bool {
 /// Unpacks, configures and compiles in `work`; returns the dir holding the results.
 fn compile(
     work: &Path,
-    source: &LockedPackage,
-    deb: &Path,
-    config: &str,
-    epoch: u64,
+    recipe: &Recipe<'_>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<PathBuf, GuestError> {
+    let Recipe {
+        source,
+        deb,
+        config,
+        epoch,
+    } = *recipe;
     progress(&format!("unpacking {}", source.name));
     deb::unpack_nested_tar_xz(deb, &format!("usr/src/{}.tar.xz", source.name), work)?;
     let tree = work.join(&source.name);

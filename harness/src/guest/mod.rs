@@ -267,14 +267,14 @@ pub fn build_to(
     let packages = Packages::fetch(opts, &lock, progress)?;
     let epoch = lock.source_date_epoch;
 
-    let built = kernel::ensure_built(
-        &opts.cache_dir,
-        &packages.kernel_source,
-        &packages.kernel_deb,
-        &read_kernel_config()?,
+    let config = read_kernel_config()?;
+    let recipe = kernel::Recipe {
+        source: &packages.kernel_source,
+        deb: &packages.kernel_deb,
+        config: &config,
         epoch,
-        progress,
-    )?;
+    };
+    let built = kernel::ensure_built(&opts.cache_dir, &recipe, progress)?;
     let kernel = read_kernel(&built)?;
     let busybox = packages.unpacked("busybox-static")?.join("bin/busybox");
     progress("writing the initramfs");
