@@ -122,7 +122,10 @@ pub fn ensure_built(
         .prefix(".building-")
         .tempdir_in(&root)
         .map_err(|e| GuestError::io(&root, e))?;
-    let out = compile(temp.path(), recipe, progress)?;
+    let out = compile(temp.path(), recipe, progress).inspect_err(|_| {
+        // Deleting 1.5 GB can take a minute on a slow disk: say why nothing seems to happen.
+        progress("the kernel compile stopped; deleting its work dir");
+    })?;
     if built.dir.exists() {
         std::fs::remove_dir_all(&built.dir).map_err(|e| GuestError::io(&built.dir, e))?;
     }
