@@ -9,10 +9,12 @@
 //! dropped because its dependencies were not met.
 //!
 //! The build is cached under `<cache>/kernel/<digest>/` (`bzImage`, `vmlinux`, `modules/`), named
-//! by the recipe version, the source package's sha256 and the fragment, so a change to the
-//! guest's scripts does not compile it again. It runs in a temp dir beside the cache entry,
-//! renamed into place when complete; the source tree (1.5 GB) is deleted with the temp dir, and
-//! a temp dir left by a killed build is deleted by the next build.
+//! by the recipe version, the source package's sha256, the fragment and the build date, so a
+//! change to the guest's scripts does not compile it again. It runs in a temp dir beside the
+//! cache entry, renamed into place when complete; the source tree (1.5 GB) is deleted with the
+//! temp dir, on failure too. Ctrl-C or SIGTERM during the compile stops `make` and deletes it
+//! ([`run_stoppable`]); a temp dir left by a labcheck killed outright is deleted by the next
+//! build.
 //!
 //! Reproducible: the same source, fragment and compiler give the same bytes. `make` runs with a
 //! cleared environment (`PATH` and `LC_ALL=C` only), the build's user, host, version number and
