@@ -95,7 +95,9 @@ fn assert_holder_gone_with_its_processes(holder: u32, namespace: &str, event: &s
     assert!(gone, "holder {holder} still exists 2 s after {event}");
     // The kernel ends a namespace's other processes as the holder goes, but their exits
     // finish asynchronously: a loaded host showed two of them a moment after the holder.
-    eventually(Duration::from_secs(2), || processes_in(namespace).is_empty());
+    eventually(Duration::from_secs(2), || {
+        processes_in(namespace).is_empty()
+    });
     assert_eq!(
         processes_in(namespace),
         Vec::<u32>::new(),
