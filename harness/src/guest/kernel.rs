@@ -269,9 +269,7 @@ impl Make<'_> {
             .stdout(log)
             .stderr(log_err);
         let status = run_stoppable(make).map_err(|e| match e {
-            Stoppable::Interrupted => GuestError::Interrupted {
-                what: "compiling the guest's kernel".into(),
-            },
+            Stoppable::Interrupted => GuestError::KernelCompileInterrupted,
             Stoppable::Io(e) => GuestError::Tool {
                 tool: label.clone(),
                 reason: e.to_string(),

@@ -179,8 +179,8 @@ pub enum GuestError {
     BadPackage { path: PathBuf, reason: String },
     #[error("kernel: {0}")]
     Kernel(String),
-    #[error("interrupted while {what}; its work dir was deleted")]
-    Interrupted { what: String },
+    #[error("interrupted while compiling the guest's kernel; its work dir was deleted")]
+    KernelCompileInterrupted,
     #[error("compiling the guest's kernel needs {missing}, which this machine lacks; install with `{install}` (or run `sudo cargo xtask setup`)")]
     BuildTools { missing: String, install: String },
     #[error("kernel modules: {0}")]
