@@ -123,13 +123,40 @@ impl ChildProcess {
     /// exits, not the process: call this from a tokio worker or another
     /// long-lived thread, never from `spawn_blocking`, whose threads come and go.
     pub fn spawn(mut cmd: Command, log: Option<&Path>, enclosure: &Enclosure) -> io::Result<Self> {
-        cmd.stdin(Stdio::null())
-            .process_group(0)
-            .kill_on_drop(false);
+        cmd.stdin(Stdio::null()).process_group(0);
         if let Some(log) = log {
             let file = File::create(log)?;
             cmd.stdout(file.try_clone()?).stderr(file);
         }
+        Self::start(cmd, enclosure)
+    }
+
+    /// Spawns `cmd` through the door as the leader of a new session whose
+    /// controlling terminal is `terminal` (a pty's slave side), which is also
+    /// its stdin, stdout and stderr: Ctrl-C typed on the pty's master reaches
+    /// its foreground job as on a real terminal. The session leader leads its
+    /// own process group, so it is killed with that group like any child.
+    pub fn spawn_on_terminal(mut cmd: Command, terminal: OwnedFd) -> io::Result<Self> {
+        cmd.stdin(Stdio::from(terminal.try_clone()?))
+            .stdout(Stdio::from(terminal.try_clone()?))
+            .stderr(Stdio::from(terminal));
+        // SAFETY: the closure runs in the forked child before exec and calls
+        // only setsid(2) and ioctl(2), both async-signal-safe.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid()?;
+                if libc::ioctl(0, libc::TIOCSCTTY, 0) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Self::start(cmd, &Enclosure::host())
+    }
+
+    fn start(mut cmd: Command, enclosure: &Enclosure) -> io::Result<Self> {
+        cmd.kill_on_drop(false);
         enclosure.apply(&mut cmd);
         die_with_parent(cmd.as_std_mut());
         let child = cmd.spawn()?;
@@ -253,13 +280,22 @@ pub async fn run_shell(
     enclosure: &Enclosure,
     deadline: Deadline,
 ) -> io::Result<ShellOutput> {
-    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(command)
-        .current_dir(cwd)
-        .stdout(write_end.try_clone()?)
-        .stderr(write_end);
+    cmd.arg("-c").arg(command).current_dir(cwd);
+    run(cmd, enclosure, deadline).await
+}
+
+/// Runs `cmd` (a program and its argv, never a shell string built from
+/// paths) through the door, inside `enclosure`, as [`run_shell`] runs its
+/// shell: stdout and stderr in one buffer, the whole group killed at the
+/// deadline and when the program exits.
+pub async fn run(
+    mut cmd: Command,
+    enclosure: &Enclosure,
+    deadline: Deadline,
+) -> io::Result<ShellOutput> {
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    cmd.stdout(write_end.try_clone()?).stderr(write_end);
     // `cmd` (and with it our copy of the write end) is dropped inside spawn,
     // so the pipe reports end-of-file once the children are gone.
     let mut child = ChildProcess::spawn(cmd, None, enclosure)?;
@@ -306,4 +342,46 @@ fn shell_exit(status: ExitStatus) -> ShellExit {
         // An exit status has either a code or a signal; -1 marks "neither".
         (None, None) => ShellExit::Exited(-1),
     }
+}
+
+/// Runs `cmd` to its end without tokio, for work that runs before any VM (the
+/// guest build's short tools): through the door like [`run`] (own process
+/// group, parent-death signal, stdin from /dev/null, stdout and stderr in one
+/// buffer), its whole group killed at the deadline and when it exits.
+pub fn run_blocking(mut cmd: std::process::Command, deadline: Deadline) -> io::Result<ShellOutput> {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    cmd.stdin(Stdio::null())
+        .stdout(write_end.try_clone()?)
+        .stderr(write_end)
+        .process_group(0);
+    die_with_parent(&mut cmd);
+    let mut child = cmd.spawn()?;
+    // Our copies of the write end go with `cmd`, so the reader sees
+    // end-of-file once the group has closed its copies.
+    drop(cmd);
+    let reader = std::thread::spawn(move || {
+        let mut output = Vec::new();
+        File::from(read_end).read_to_end(&mut output).map(|_| output)
+    });
+    let group = Pid::from_raw(i32::try_from(child.id()).map_err(io::Error::other)?);
+    let exit = loop {
+        if let Some(status) = child.try_wait()? {
+            break shell_exit(status);
+        }
+        if deadline.is_expired() {
+            let _ = killpg(group, Signal::SIGKILL);
+            child.wait()?;
+            break ShellExit::TimedOut {
+                after: deadline.elapsed(),
+            };
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = killpg(group, Signal::SIGKILL);
+    let output = reader
+        .join()
+        .map_err(|_| io::Error::other("the output reader panicked"))??;
+    Ok(ShellOutput { output, exit })
 }
