@@ -363,7 +363,9 @@ pub fn run_blocking(mut cmd: std::process::Command, deadline: Deadline) -> io::R
     drop(cmd);
     let reader = std::thread::spawn(move || {
         let mut output = Vec::new();
-        File::from(read_end).read_to_end(&mut output).map(|_| output)
+        File::from(read_end)
+            .read_to_end(&mut output)
+            .map(|_| output)
     });
     let group = Pid::from_raw(i32::try_from(child.id()).map_err(io::Error::other)?);
     let exit = loop {
