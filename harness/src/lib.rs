@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod console;
+pub mod events;
 pub mod grade;
 pub mod guest;
 pub mod net;

@@ -9,9 +9,10 @@ mod support;
 
 use std::sync::Arc;
 
+use labcheck::events::EventSink;
 use labcheck::guest::{self, BuildOptions};
 use labcheck::report::{CanonicalLab, LabOutcome, LabReport, ReportBuilder};
-use labcheck::runner::{run_lab, EventSink, RunContext};
+use labcheck::runner::{run_lab, RunContext};
 use labcheck::vm::accel;
 use libtest_mimic::{Arguments, Failed, Trial};
 use support::{assert_no_host_link, assert_nothing_left, workspace_root};

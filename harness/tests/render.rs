@@ -96,8 +96,8 @@ fn broken_markdown_shows_the_evidence() {
 
 #[test]
 fn broken_terminal_shows_the_evidence() {
+    use labcheck::events::Event;
     use labcheck::report::TerminalReporter;
-    use labcheck::runner::Event;
     let report = recorded("broken");
     let step = broken_step(&report);
     let mut terminal = TerminalReporter::new(Vec::new());

@@ -6,9 +6,10 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
+use labcheck::events::EventSink;
 use labcheck::guest::Artifacts;
 use labcheck::report::{CanonicalLab, LabReport, ReportBuilder};
-use labcheck::runner::{run_lab, EventSink, RunContext};
+use labcheck::runner::{run_lab, RunContext};
 use labcheck::vm::{Accel, Probe};
 use support::{assert_no_host_link, assert_nothing_left};
 

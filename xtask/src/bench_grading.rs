@@ -85,7 +85,7 @@ fn grade_once(
         labs_dir: root.join("scenarios"),
     };
     let started = Instant::now();
-    let code = labcheck::cli::grade::grade_command(&args);
+    let code = labcheck::cli::finish(labcheck::cli::grade::grade_command(&args));
     let took = started.elapsed();
     // 1: some checks fail, as the samples' mistakes should.
     if code != 1 {

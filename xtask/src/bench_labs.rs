@@ -65,7 +65,7 @@ fn verify_once(
         shard: None,
     };
     let started = Instant::now();
-    let code = labcheck::cli::run_command(&args);
+    let code = labcheck::cli::finish(labcheck::cli::run_command(&args));
     let took = started.elapsed();
     if code != 0 {
         return Err(Failure::Message(format!(

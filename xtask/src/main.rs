@@ -147,7 +147,7 @@ fn verify_labs(
         jobs,
         shard,
     };
-    let code = labcheck::cli::run_command(&args);
+    let code = labcheck::cli::finish(labcheck::cli::run_command(&args));
     // A run that got as far as a report is reviewed even when a step failed:
     // the diff shows what changed. Usage errors and interruptions are not.
     if matches!(code, 0 | 1) {

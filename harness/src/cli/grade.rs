@@ -1,14 +1,10 @@
-//! `labcheck grade` and `labcheck selftest`.
-//!
-//! Exit codes (documented in the README and `docs/grading.md`): 0 every
-//! check of every submission passed, 1 some check failed, 2 usage or
-//! lab-file error, 3 a submission was not gradable (labcheck or the machine
-//! failed: no score was given), 130 interrupted.
+//! `labcheck grade` and `labcheck selftest`. Their exit codes are those of
+//! [`super::exit`]: 3 means a submission was not gradable (labcheck or the
+//! machine failed: no score was given).
 
 use std::path::{Path, PathBuf};
 
-use super::{complain, in_runtime, load_labs, prepare, say, StopSignals};
-use super::{EXIT_FAILED, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PASSED, EXIT_USAGE};
+use super::{complain, in_runtime, load_labs, prepare, say, CliError, StopSignals, Verdict};
 use crate::grade::model::{CheckStatus, Gradebook, LabResult};
 use crate::grade::outputs;
 use crate::grade::program::{self, Files};
@@ -59,42 +55,35 @@ pub struct SelftestArgs {
     labs_dir: PathBuf,
 }
 
-pub fn grade_command(args: &GradeArgs) -> u8 {
-    let labs = match lab_files(&args.labs, &args.labs_dir).and_then(|files| load_labs(&files)) {
-        Ok(labs) => labs,
-        Err(code) => return code,
-    };
-    if let Some(code) = ungraded(&labs) {
-        return code;
-    }
+pub fn grade_command(args: &GradeArgs) -> Result<Verdict, CliError> {
+    let labs = load_labs(&lab_files(&args.labs, &args.labs_dir)?)?;
+    refuse_ungraded(&labs)?;
     let slots: Vec<String> = labs
         .iter()
         .filter_map(|lab| lab.grading.as_ref())
         .flat_map(|grading| grading.slots.iter().map(|slot| slot.path.clone()))
         .collect();
-    let (submissions, rejected) = match load_submissions(&args.submissions, &slots) {
-        Ok(loaded) => loaded,
-        Err(error) => {
-            complain(&error.to_string());
-            return EXIT_USAGE;
+    let (submissions, rejected) = load_submissions(&args.submissions, &slots)
+        .map_err(|error| CliError::Usage(error.to_string()))?;
+    let book = in_runtime(graded(&labs, submissions, &args.out, args.jobs))?;
+    outputs::write_all(&book, &args.out, args.after_due_date).map_err(|source| {
+        CliError::Write {
+            what: "the grading results",
+            dir: args.out.clone(),
+            source,
         }
-    };
-    let book = match in_runtime(graded(&labs, submissions, &args.out, args.jobs)) {
-        Ok(book) => book,
-        Err(code) => return code,
-    };
-    if let Err(e) = outputs::write_all(&book, &args.out, args.after_due_date) {
-        complain(&format!("cannot write under {}: {e}", args.out.display()));
-        return EXIT_INFRA;
-    }
+    })?;
     say(&format!(
         "gradebook: {}",
         args.out.join("gradebook.csv").display()
     ));
-    if rejected > 0 {
-        return EXIT_INFRA;
+    let not_gradable = rejected + not_gradable(&book);
+    if not_gradable > 0 {
+        return Err(CliError::NotGradable {
+            count: not_gradable,
+        });
     }
-    exit_code(&book)
+    Ok(verdict(&book))
 }
 
 /// Every submission in `dir`, read; entries that cannot be graded at all
@@ -117,11 +106,8 @@ fn load_submissions(
     Ok((submissions, found.rejected.len()))
 }
 
-pub fn selftest_command(args: &SelftestArgs) -> u8 {
-    let labs = match lab_files(&args.labs, &args.labs_dir).and_then(|files| load_labs(&files)) {
-        Ok(labs) => labs,
-        Err(code) => return code,
-    };
+pub fn selftest_command(args: &SelftestArgs) -> Result<Verdict, CliError> {
+    let labs = load_labs(&lab_files(&args.labs, &args.labs_dir)?)?;
     let (graded_labs, plain): (Vec<Lab>, Vec<Lab>) =
         labs.into_iter().partition(|lab| lab.grading.is_some());
     for lab in &plain {
@@ -143,26 +129,24 @@ pub fn selftest_command(args: &SelftestArgs) -> u8 {
             });
         }
     }
-    let book = match in_runtime(graded(&graded_labs, submissions, &args.out, args.jobs)) {
-        Ok(book) => book,
-        Err(code) => return code,
-    };
+    let book = in_runtime(graded(&graded_labs, submissions, &args.out, args.jobs))?;
     let findings = selftest_findings(&book);
     for finding in &findings {
         say(finding);
     }
-    if !book.students.iter().all(|s| s.is_gradable()) {
-        return EXIT_INFRA;
+    let not_gradable = not_gradable(&book);
+    if not_gradable > 0 {
+        return Err(CliError::NotGradable {
+            count: not_gradable,
+        });
     }
     if findings.is_empty() {
         say(&format!(
             "selftest passed: the reference scores full marks and an empty submission 0, {} times alike",
             args.runs
         ));
-        EXIT_PASSED
-    } else {
-        EXIT_FAILED
     }
+    Ok(Verdict::of(findings.is_empty()))
 }
 
 /// Every lab's slots filled with their defaults.
@@ -249,7 +233,7 @@ fn unstable_checks(book: &Gradebook) -> Vec<String> {
 
 /// Lab ids and files to lab files: an existing file as it is, anything
 /// else as `<labs_dir>/<id>.toml`.
-fn lab_files(labs: &[String], labs_dir: &Path) -> Result<Vec<PathBuf>, u8> {
+fn lab_files(labs: &[String], labs_dir: &Path) -> Result<Vec<PathBuf>, CliError> {
     labs.iter()
         .map(|lab| {
             let as_file = PathBuf::from(lab);
@@ -260,31 +244,29 @@ fn lab_files(labs: &[String], labs_dir: &Path) -> Result<Vec<PathBuf>, u8> {
             if by_id.is_file() {
                 return Ok(by_id);
             }
-            complain(&format!(
+            Err(CliError::Usage(format!(
                 "no lab `{lab}`: neither a file nor {}",
                 by_id.display()
-            ));
-            Err(EXIT_USAGE)
+            )))
         })
         .collect()
 }
 
 /// Refuses labs without a rubric: grading them would give everyone 0 of 0.
-fn ungraded(labs: &[Lab]) -> Option<u8> {
+fn refuse_ungraded(labs: &[Lab]) -> Result<(), CliError> {
     let plain: Vec<&str> = labs
         .iter()
         .filter(|lab| lab.grading.is_none())
         .map(|lab| lab.id.as_str())
         .collect();
     if plain.is_empty() {
-        return None;
+        return Ok(());
     }
-    complain(&format!(
+    Err(CliError::Usage(format!(
         "{} {} no [[grade]] steps: nothing to grade",
         plain.join(", "),
         if plain.len() == 1 { "has" } else { "have" }
-    ));
-    Some(EXIT_USAGE)
+    )))
 }
 
 /// Prepares (guest, accelerator) and grades, stopping cleanly on Ctrl-C.
@@ -293,21 +275,14 @@ async fn graded(
     submissions: Vec<Submission>,
     out: &Path,
     jobs: u16,
-) -> Result<Gradebook, u8> {
-    let mut interrupt = StopSignals::watch().map_err(|e| {
-        complain(&format!("cannot watch for Ctrl-C: {e}"));
-        EXIT_INFRA
-    })?;
+) -> Result<Gradebook, CliError> {
+    let mut interrupt = StopSignals::watch()?;
     let transcripts = transcripts_dir(out);
     let ctx: RunContext = tokio::select! {
-        prepared = prepare(&transcripts, false, jobs) => prepared.map_err(|message| {
-            complain(&message);
-            EXIT_INFRA
-        })?,
-        _ = interrupt.recv() => {
-            complain("interrupted while preparing: nothing ran");
-            return Err(EXIT_INTERRUPTED);
-        }
+        prepared = prepare(&transcripts, false, jobs) => prepared?,
+        _ = interrupt.recv() => return Err(CliError::Interrupted {
+            detail: " while preparing: nothing ran",
+        }),
     };
     say(&format!(
         "grading {} submission(s) on {}: accelerator {}",
@@ -322,9 +297,10 @@ async fn graded(
     let book = tokio::select! {
         book = grade_all(labs, submissions, &ctx, usize::from(jobs), show) => book,
         _ = interrupt.recv() => {
-            complain("interrupted: VMs stopped and work dirs removed; no results written");
             let _ = std::fs::remove_dir(&work_root);
-            return Err(EXIT_INTERRUPTED);
+            return Err(CliError::Interrupted {
+                detail: ": VMs stopped and work dirs removed; no results written",
+            });
         }
     };
     let _ = std::fs::remove_dir(&work_root);
@@ -346,20 +322,18 @@ fn show(graded: &Graded) {
     ));
 }
 
-/// 3 when any submission was not gradable, else 1 when any check failed.
-fn exit_code(book: &Gradebook) -> u8 {
-    if !book.students.iter().all(|s| s.is_gradable()) {
-        return EXIT_INFRA;
-    }
-    let all_passed = book
-        .students
-        .iter()
-        .flat_map(|s| &s.labs)
-        .flat_map(|lab| &lab.checks)
-        .all(|check| check.status == CheckStatus::Passed);
-    if all_passed {
-        EXIT_PASSED
-    } else {
-        EXIT_FAILED
-    }
+/// How many submissions have a lab that got no score.
+fn not_gradable(book: &Gradebook) -> usize {
+    book.students.iter().filter(|s| !s.is_gradable()).count()
+}
+
+/// Passed when every check of every submission passed.
+fn verdict(book: &Gradebook) -> Verdict {
+    Verdict::of(
+        book.students
+            .iter()
+            .flat_map(|s| &s.labs)
+            .flat_map(|lab| &lab.checks)
+            .all(|check| check.status == CheckStatus::Passed),
+    )
 }

@@ -9,13 +9,16 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::Pin;
-use std::process::Stdio;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::unix::pipe;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+
+use crate::time::Deadline;
+use crate::vm::process::ChildProcess;
 
 /// The master side of a pty, readable and writable under tokio.
 ///
@@ -79,10 +82,11 @@ impl AsyncWrite for PtyStream {
 
 /// A shell running on this machine with a fresh pty as its controlling
 /// terminal, so Ctrl-C on the console interrupts its foreground job as it
-/// would on the guest's. Killed when dropped.
+/// would on the guest's. Started through the process door: killed with its
+/// whole group when dropped.
 #[derive(Debug)]
 pub struct LocalShell {
-    child: Child,
+    child: ChildProcess,
 }
 
 impl LocalShell {
@@ -91,22 +95,23 @@ impl LocalShell {
     /// a tokio runtime.
     pub fn spawn(program: &str, args: &[&str]) -> io::Result<(Self, PtyStream)> {
         let pty = nix::pty::openpty(None, None)?;
-        // util-linux `setsid --ctty` makes the pty the session's controlling
-        // terminal without any pre-exec code in this process.
-        let child = Command::new("setsid")
-            .arg("--ctty")
-            .arg(program)
-            .args(args)
-            .stdin(Stdio::from(pty.slave.try_clone()?))
-            .stdout(Stdio::from(pty.slave.try_clone()?))
-            .stderr(Stdio::from(pty.slave))
-            .kill_on_drop(true)
-            .spawn()?;
+        let mut command = Command::new(program);
+        command.args(args);
+        let child = ChildProcess::spawn_on_terminal(command, pty.slave)?;
         Ok((Self { child }, PtyStream::new(pty.master)?))
     }
 
-    /// Kills the shell and waits for it to exit.
+    /// Kills the shell (and whatever it started) and waits for it to exit.
     pub async fn kill(&mut self) -> io::Result<()> {
-        self.child.kill().await
+        self.child.kill_group()?;
+        self.child
+            .wait_with_deadline(Deadline::after(KILL_GRACE))
+            .await
+            .map(drop)
+            .map_err(io::Error::other)
     }
 }
+
+/// SIGKILL is not refused: a shell that has not exited this long after it
+/// is an error of the machine, not a wait worth making longer.
+const KILL_GRACE: Duration = Duration::from_secs(5);

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use super::model::{Gradebook, LabResult, LabRubric, StudentResult, SCHEMA_VERSION};
 use super::program::{self, Files};
+use crate::events::{Event, EventSink};
 use crate::report::{Environment, ReportBuilder};
-use crate::runner::{run_lab, Event, EventSink, RunContext};
+use crate::runner::{run_lab, RunContext};
 use crate::scenario::model::{Grading, Lab};
 
 /// One student's files, as loaded from their directory or archive.

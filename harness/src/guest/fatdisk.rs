@@ -9,6 +9,12 @@ use std::process::Command;
 
 use super::init::DISK_LABEL;
 use super::GuestError;
+use crate::time::Deadline;
+use crate::vm::process::{run_blocking, ShellExit, ShellOutput};
+
+/// Each tool works on a 64 MiB image in well under a second; a minute means
+/// it hangs (an unexpected prompt, a broken tool), not that it is slow.
+pub(super) const TOOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Size of the FAT volume: room for the kernel, the initramfs and the state files.
 const DISK_KIB: u64 = 64 * 1024;
@@ -72,15 +78,14 @@ pub fn make_raw_disk(
 
 /// Converts the raw image to qcow2 with the system's `qemu-img` (deterministic for one input).
 pub fn convert_to_qcow2(raw: &Path, qcow2: &Path) -> Result<(), GuestError> {
-    let output = Command::new("qemu-img")
-        .args(["convert", "-O", "qcow2"])
-        .arg(raw)
-        .arg(qcow2)
-        .output()
-        .map_err(|e| GuestError::Tool {
+    let mut command = Command::new("qemu-img");
+    command.args(["convert", "-O", "qcow2"]).arg(raw).arg(qcow2);
+    let output = run_blocking(&mut command, Deadline::after(TOOL_TIMEOUT)).map_err(|e| {
+        GuestError::Tool {
             tool: "qemu-img".into(),
             reason: format!("{e} (install qemu-utils)"),
-        })?;
+        }
+    })?;
     check("qemu-img convert", &output)
 }
 
@@ -112,25 +117,23 @@ impl ToolEnv<'_> {
             .env("MTOOLS_SKIP_CHECK", "1")
             .env_remove("MTOOLSRC");
         let label = format!("{command:?}");
-        let output = command.output().map_err(|e| GuestError::Tool {
-            tool: label.clone(),
-            reason: e.to_string(),
-        })?;
+        let output =
+            run_blocking(command, Deadline::after(TOOL_TIMEOUT)).map_err(|e| GuestError::Tool {
+                tool: label.clone(),
+                reason: e.to_string(),
+            })?;
         check(&label, &output)
     }
 }
 
-fn check(label: &str, output: &std::process::Output) -> Result<(), GuestError> {
-    if output.status.success() {
+/// `Ok` when the tool exited 0; otherwise its exit and what it printed.
+pub(super) fn check(label: &str, output: &ShellOutput) -> Result<(), GuestError> {
+    if output.exit == ShellExit::Exited(0) {
         return Ok(());
     }
     Err(GuestError::Tool {
         tool: label.to_string(),
-        reason: format!(
-            "{}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ),
+        reason: format!("{:?}: {}", output.exit, output.text().trim()),
     })
 }
 

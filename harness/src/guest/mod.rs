@@ -538,20 +538,18 @@ fn initramfs(busybox: &Path, kernel: &Kernel) -> Result<cpio::CpioTree, GuestErr
 
 /// Installation paths of busybox's applets (`sbin/init`, `usr/bin/nc`…), as busybox lists them.
 fn busybox_applets(busybox: &Path) -> Result<Vec<String>, GuestError> {
-    let output = std::process::Command::new(busybox)
-        .arg("--list-full")
-        .output()
-        .map_err(|e| GuestError::Tool {
-            tool: format!("{} --list-full", busybox.display()),
+    let label = format!("{} --list-full", busybox.display());
+    let mut command = std::process::Command::new(busybox);
+    command.arg("--list-full");
+    let deadline = crate::time::Deadline::after(fatdisk::TOOL_TIMEOUT);
+    let output =
+        crate::vm::process::run_blocking(&mut command, deadline).map_err(|e| GuestError::Tool {
+            tool: label.clone(),
             reason: e.to_string(),
         })?;
-    if !output.status.success() {
-        return Err(GuestError::Tool {
-            tool: format!("{} --list-full", busybox.display()),
-            reason: output.status.to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&output.stdout)
+    fatdisk::check(&label, &output)?;
+    Ok(output
+        .text()
         .lines()
         .map(|l| l.trim().trim_start_matches('/').to_string())
         .filter(|l| !l.is_empty())

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::model::{Environment, LabReport, Report, SCHEMA_VERSION};
-use crate::runner::Event;
+use crate::events::Event;
 
 #[derive(Debug, Default)]
 pub struct ReportBuilder {

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::events::records::*;
+
 /// Bumped when a field changes meaning or disappears (adding one does not).
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -13,23 +15,6 @@ pub struct Report {
     pub schema: u32,
     pub environment: Environment,
     pub labs: Vec<LabReport>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Environment {
-    pub labcheck: String,
-    /// First line of `qemu-system-x86_64 --version`.
-    pub qemu: String,
-    /// `kvm` or `tcg`: what the probe found usable.
-    pub accelerator: String,
-    /// What the probe saw, e.g. why KVM was not used.
-    pub accelerator_detail: String,
-    /// Names the built-in guest's build (lock file + recipe).
-    pub guest_digest: String,
-    /// What a lab's private network namespace is made of here: a network
-    /// namespace (labcheck ran as root) or a user plus network namespace.
-    #[serde(default)]
-    pub namespaces: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,127 +48,6 @@ pub enum LabOutcome {
     Failed,
     /// labcheck itself failed (not the lab): see the step marked `error`.
     Error,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StandInReport {
-    pub name: String,
-    pub form: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SubstitutionReport {
-    pub vm: String,
-    pub kind: String,
-    pub original: String,
-    pub replacement: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TranscriptReport {
-    pub vm: String,
-    pub path: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Passed,
-    Failed,
-    /// The handout's command failed in the known way; the fix (if any) worked.
-    Erratum,
-    /// Not run because an earlier step failed.
-    Skipped,
-    /// labcheck could not carry the step out (not a verdict on the lab).
-    Error,
-    /// A claim of the handout that cannot be shown on this machine; the
-    /// note says why. Never counted as passed, never fails the lab.
-    NotChecked,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepReport {
-    pub name: String,
-    /// `host`, `guest`, `interact`, `boot`, `reboot`, `poweroff`, `check`,
-    /// `wait`, `probe` or `claim` (not checked).
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vm: Option<String>,
-    /// The command as run (for boot: the handout's QEMU command line).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<String>,
-    pub outcome: Outcome,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit: Option<i32>,
-    /// What the step printed (bounded; see `report::evidence`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub output: String,
-    /// The expectation in words.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub expected: Vec<String>,
-    /// What did not hold, in words.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub mismatches: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub erratum: Option<ErratumReport>,
-    /// Why the step was skipped or could not run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-    /// The last console lines, on failure.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub console_tail: Vec<String>,
-    pub duration_ms: u64,
-}
-
-impl StepReport {
-    /// A step of this `kind` that passed with nothing to show yet: where a
-    /// step's report starts before its action fills it in.
-    pub fn new(name: impl Into<String>, kind: impl Into<String>) -> Self {
-        StepReport {
-            name: name.into(),
-            kind: kind.into(),
-            vm: None,
-            command: None,
-            outcome: Outcome::Passed,
-            exit: None,
-            output: String::new(),
-            expected: Vec::new(),
-            mismatches: Vec::new(),
-            erratum: None,
-            note: None,
-            console_tail: Vec::new(),
-            duration_ms: 0,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErratumReport {
-    pub reason: String,
-    /// False when the handout's command now works as printed: the erratum
-    /// is stale and the lab file should drop it.
-    pub reproduced: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fix: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fix_exit: Option<i32>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub fix_output: String,
-}
-
-impl Outcome {
-    /// The one-character mark every renderer shows for a step.
-    pub fn mark(self) -> &'static str {
-        match self {
-            Outcome::Passed => "✓",
-            Outcome::Erratum => "!",
-            Outcome::Failed => "✗",
-            Outcome::Skipped => "-",
-            Outcome::Error => "E",
-            Outcome::NotChecked => "?",
-        }
-    }
 }
 
 impl LabOutcome {

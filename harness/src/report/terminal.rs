@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use super::model::{Outcome, Report, StepReport};
-use crate::runner::Event;
+use crate::events::Event;
 use crate::time::{format_duration, format_millis};
 
 #[derive(Debug)]

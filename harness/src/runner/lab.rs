@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use super::events::{Event, EventSink};
 use super::verdict::{describe, mismatches, Observation};
 use super::vms::{boot, BootRequest, Booted, LiveVm, StepFailure};
 use super::{RunContext, RunError};
 use crate::console::PendingCommand;
+use crate::events::{Event, EventSink};
 use crate::net::{check_taps_usable, LabNamespace};
 use crate::report::{
     bounded_output, ErratumReport, Outcome, StandInReport, StepReport, SubstitutionReport,

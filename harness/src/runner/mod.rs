@@ -4,14 +4,12 @@
 //! A failed step is a result (in a [`StepReport`]), not an `Err`: the runner
 //! only returns `Err` when it cannot start a lab at all.
 
-mod events;
 mod lab;
 mod verdict;
 mod vms;
 
 use std::path::PathBuf;
 
-pub use events::{Event, EventSink};
 pub use lab::run_lab;
 pub use verdict::{describe, mismatches, Observation};
 pub use vms::{boot, BootRequest, Booted, LiveVm, StepFailure};

@@ -348,7 +348,10 @@ fn shell_exit(status: ExitStatus) -> ShellExit {
 /// guest build's short tools): through the door like [`run`] (own process
 /// group, parent-death signal, stdin from /dev/null, stdout and stderr in one
 /// buffer), its whole group killed at the deadline and when it exits.
-pub fn run_blocking(mut cmd: std::process::Command, deadline: Deadline) -> io::Result<ShellOutput> {
+pub fn run_blocking(
+    cmd: &mut std::process::Command,
+    deadline: Deadline,
+) -> io::Result<ShellOutput> {
     use std::io::Read;
     use std::os::unix::process::CommandExt;
     let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -356,11 +359,12 @@ pub fn run_blocking(mut cmd: std::process::Command, deadline: Deadline) -> io::R
         .stdout(write_end.try_clone()?)
         .stderr(write_end)
         .process_group(0);
-    die_with_parent(&mut cmd);
-    let mut child = cmd.spawn()?;
-    // Our copies of the write end go with `cmd`, so the reader sees
-    // end-of-file once the group has closed its copies.
-    drop(cmd);
+    die_with_parent(cmd);
+    let spawned = cmd.spawn();
+    // `cmd` holds our copies of the pipe's write end: close them, so the
+    // reader sees end-of-file once the group has closed its own.
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = spawned?;
     let reader = std::thread::spawn(move || {
         let mut output = Vec::new();
         File::from(read_end)
@@ -386,4 +390,44 @@ pub fn run_blocking(mut cmd: std::process::Command, deadline: Deadline) -> io::R
         .join()
         .map_err(|_| io::Error::other("the output reader panicked"))??;
     Ok(ShellOutput { output, exit })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn run_passes_each_argument_as_it_is_never_through_a_shell() {
+        let mut cmd = Command::new("printf");
+        cmd.args(["[%s]", "a b; echo injected", "-x"]);
+        let deadline = Deadline::after(Duration::from_secs(10));
+        let out = run(cmd, &Enclosure::host(), deadline).await.expect("ran");
+        assert_eq!(out.text(), "[a b; echo injected][-x]");
+        assert_eq!(out.exit, ShellExit::Exited(0));
+    }
+
+    #[test]
+    fn run_blocking_collects_both_streams_and_the_exit() {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "echo out; echo err >&2; exit 4"]);
+        let out = run_blocking(&mut cmd, Deadline::after(Duration::from_secs(10))).expect("ran");
+        assert_eq!(out.text(), "out\nerr\n");
+        assert_eq!(out.exit, ShellExit::Exited(4));
+    }
+
+    #[test]
+    fn run_blocking_kills_the_whole_group_at_the_deadline() {
+        let mut cmd = std::process::Command::new("sh");
+        // The background sleep holds the pipe open: only killing the group
+        // lets the call return.
+        cmd.args(["-c", "sleep 30 & sleep 30"]);
+        let started = std::time::Instant::now();
+        let out = run_blocking(&mut cmd, Deadline::after(Duration::from_millis(300))).expect("ran");
+        assert!(matches!(out.exit, ShellExit::TimedOut { .. }), "{out:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 }

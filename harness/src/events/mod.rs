@@ -1,9 +1,14 @@
-//! What the runner tells the world. Past tense: each event reports something
-//! that has happened. The runner never prints; reporters consume these.
+//! What the runner tells the world: the interface between the runner and
+//! its reporters (cargo-nextest keeps the same seam in `reporter/events.rs`).
+//! Past tense: each event reports something that has happened. The runner
+//! never prints; reporters consume these. A leaf: the runner and the report
+//! both depend on it, never on each other.
+
+pub mod records;
 
 use std::time::Duration;
 
-use crate::report::{Environment, StandInReport, StepReport, SubstitutionReport, TranscriptReport};
+use records::{Environment, StandInReport, StepReport, SubstitutionReport, TranscriptReport};
 
 #[derive(Debug, Clone)]
 pub enum Event {
