@@ -38,6 +38,7 @@ enum Command {
     Run(RunArgs),
     /// Validate lab files without running anything.
     Check {
+        /// The lab files (`.toml`) to validate.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -63,6 +64,7 @@ enum Command {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
+    /// The lab files (`.toml`) to run; all are validated before any runs.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Where report.json and the console transcripts go.

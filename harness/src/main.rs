@@ -1,3 +1,5 @@
+//! The `labcheck` binary: everything it does is in [`labcheck::cli`].
+
 fn main() -> std::process::ExitCode {
     labcheck::cli::main()
 }

@@ -31,14 +31,11 @@ fn main() -> std::process::ExitCode {
 /// The ids of the lab files in scenarios/, sorted.
 fn shipped_labs() -> Vec<String> {
     let dir = workspace_root().join("scenarios");
-    let mut ids: Vec<String> = std::fs::read_dir(&dir)
-        .expect("scenarios/ is readable")
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
-        .filter_map(|path| Some(path.file_stem()?.to_string_lossy().into_owned()))
-        .collect();
-    ids.sort();
-    ids
+    let files = labcheck::scenario::find::lab_files_in(&dir).expect("scenarios/ is readable");
+    files
+        .iter()
+        .map(|file| labcheck::scenario::find::id_of(file))
+        .collect()
 }
 
 fn lab_trial(id: String) -> Trial {

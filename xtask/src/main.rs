@@ -161,33 +161,7 @@ fn verify_labs(
 
 /// The lab files in `dir`, all or those whose ids are named (in that order).
 fn lab_files(dir: &Path, ids: &[String]) -> Result<Vec<PathBuf>, Failure> {
-    let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
-        .collect();
-    all.sort();
-    if ids.is_empty() {
-        return Ok(all);
-    }
-    ids.iter()
-        .map(|id| {
-            let path = dir.join(format!("{id}.toml"));
-            if all.contains(&path) {
-                Ok(path)
-            } else {
-                let known: Vec<String> = all
-                    .iter()
-                    .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-                    .collect();
-                Err(Failure::Message(format!(
-                    "no lab `{id}` in {}; the labs are: {}",
-                    dir.display(),
-                    known.join(", ")
-                )))
-            }
-        })
-        .collect()
+    labcheck::scenario::find::find_labs(dir, ids).map_err(|e| Failure::Message(e.to_string()))
 }
 
 fn test(args: &[String]) -> Result<(), Failure> {
@@ -196,17 +170,35 @@ fn test(args: &[String]) -> Result<(), Failure> {
     setup::nextest()?;
     setup::lint_tools()?;
     setup::guest()?;
+    // The house style first: a formatting slip or a lint fails in seconds,
+    // before minutes of VM tests.
+    cargo(&["fmt", "--all", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    let mut nextest = vec!["nextest", "run", "--workspace"];
+    nextest.extend(args.iter().map(String::as_str));
+    cargo(&nextest)
+}
+
+/// Runs `cargo ARGS` in the workspace; its own output says what failed.
+fn cargo(args: &[&str]) -> Result<(), Failure> {
     let status = Command::new(env!("CARGO"))
-        .args(["nextest", "run", "--workspace"])
         .args(args)
         .current_dir(workspace_root())
         .status()
-        .map_err(|e| format!("cannot run cargo nextest: {e}"))?;
+        .map_err(|e| format!("cannot run cargo {}: {e}", args[0]))?;
     match status.code() {
         Some(0) => Ok(()),
         Some(code) => Err(Failure::Exit(u8::try_from(code).unwrap_or(1))),
-        None => Err(Failure::Message(
-            "cargo nextest was killed by a signal".into(),
-        )),
+        None => Err(Failure::Message(format!(
+            "cargo {} was killed by a signal",
+            args[0]
+        ))),
     }
 }

@@ -11,7 +11,7 @@ use crate::grade::program::{self, Files};
 use crate::grade::run::{grade_all, transcripts_dir, Graded, Submission};
 use crate::grade::submission;
 use crate::runner::RunContext;
-use crate::scenario::model::Lab;
+use crate::scenario::{self, model::Lab};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct GradeArgs {
@@ -231,25 +231,9 @@ fn unstable_checks(book: &Gradebook) -> Vec<String> {
     findings
 }
 
-/// Lab ids and files to lab files: an existing file as it is, anything
-/// else as `<labs_dir>/<id>.toml`.
+/// Lab ids and files to lab files (see [`scenario::find`]).
 fn lab_files(labs: &[String], labs_dir: &Path) -> Result<Vec<PathBuf>, CliError> {
-    labs.iter()
-        .map(|lab| {
-            let as_file = PathBuf::from(lab);
-            if as_file.is_file() {
-                return Ok(as_file);
-            }
-            let by_id = labs_dir.join(format!("{lab}.toml"));
-            if by_id.is_file() {
-                return Ok(by_id);
-            }
-            Err(CliError::Usage(format!(
-                "no lab `{lab}`: neither a file nor {}",
-                by_id.display()
-            )))
-        })
-        .collect()
+    scenario::find::find_labs(labs_dir, labs).map_err(|e| CliError::Usage(e.to_string()))
 }
 
 /// Refuses labs without a rubric: grading them would give everyone 0 of 0.

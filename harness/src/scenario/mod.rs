@@ -4,6 +4,7 @@
 //! The format is described in `docs/lab-format.md`.
 
 mod error;
+pub mod find;
 pub mod model;
 mod raw;
 mod validate;
