@@ -43,14 +43,17 @@
 //! power outside the jail's own namespaces.
 
 mod bwrap;
+mod identity;
+
+use identity::{permits, tasks_of_user};
+pub use identity::{Identity, DEDICATED_ID_BASE};
 
 use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -62,16 +65,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::process::Command;
 
-use crate::net::{LabNamespace, NamespaceOwner, NetError};
+use crate::net::{LabNamespace, NamespaceOwner};
 use crate::time::Deadline;
 use crate::vm::{ChildProcess, Enclosure, ShellExit, WaitError};
-
-/// The first uid (and gid) of the dedicated jail users: slot `n` runs as
-/// `BASE + n`. Far above the ranges that distributions (below 60000),
-/// systemd's dynamic users (61184–65519) and `/etc/subuid` allocations
-/// (100000 upwards, 65536 each) use, and below 2^31 (some tools read uids as
-/// signed).
-pub const DEDICATED_ID_BASE: u32 = 2_100_000_000;
 
 /// Size of the jail's private `/tmp` (a tmpfs: memory, so bounded).
 const SCRATCH_BYTES: u64 = 64 << 20;
@@ -237,67 +233,6 @@ pub struct JailOutput {
     pub cut_off: Option<Limit>,
 }
 
-/// The user a jail runs as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Identity {
-    uid: u32,
-    gid: u32,
-    dedicated: bool,
-}
-
-impl Identity {
-    /// As root: the dedicated user `DEDICATED_ID_BASE + slot` (uid and gid),
-    /// one per concurrent job slot. Otherwise: this process's own user.
-    pub fn for_slot(slot: u16) -> Self {
-        if nix::unistd::geteuid().is_root() {
-            let id = DEDICATED_ID_BASE + u32::from(slot);
-            Self {
-                uid: id,
-                gid: id,
-                dedicated: true,
-            }
-        } else {
-            let owner = NamespaceOwner::this_process();
-            Self {
-                uid: owner.uid,
-                gid: owner.gid,
-                dedicated: false,
-            }
-        }
-    }
-
-    pub fn uid(&self) -> u32 {
-        self.uid
-    }
-
-    pub fn gid(&self) -> u32 {
-        self.gid
-    }
-
-    /// Whether the jail has a user of its own (labcheck runs as root), so
-    /// that the process limit counts the jail's processes only.
-    pub fn is_dedicated(&self) -> bool {
-        self.dedicated
-    }
-
-    /// A lab namespace (see [`crate::net`]) whose user namespace this
-    /// identity owns, for jails with [`JailNetwork::Lab`].
-    ///
-    /// Spawns a child: see [`ChildProcess::spawn`] about which thread to call from.
-    pub async fn lab_namespace(
-        &self,
-        tool_dir: &Path,
-        label: &str,
-        deadline: Deadline,
-    ) -> Result<LabNamespace, NetError> {
-        let owner = NamespaceOwner {
-            uid: self.uid,
-            gid: self.gid,
-        };
-        LabNamespace::create_owned_by(owner, tool_dir, label, deadline).await
-    }
-}
-
 /// The jail's `/etc/passwd`: names for the ids a script runs as (root in
 /// a lab jail, the slot's user in an isolated one), so that the handout's
 /// `$(whoami)` works, and nothing of the host's accounts.
@@ -366,7 +301,7 @@ impl Jail {
         let spawn_error = |source| JailError::Spawn { source };
         cmd.stdout(output_write.try_clone().map_err(spawn_error)?)
             .stderr(output_write);
-        if self.identity.dedicated {
+        if self.identity.is_dedicated() {
             cmd.uid(self.identity.uid).gid(self.identity.gid);
         }
         prepare_child(&mut cmd, rlimits, &info_write);
@@ -397,7 +332,7 @@ impl Jail {
             if !path.is_absolute() {
                 return Err(JailError::NotAbsolute { path: path.clone() });
             }
-            if !self.identity.dedicated {
+            if !self.identity.is_dedicated() {
                 continue;
             }
             for dir in path.ancestors().skip(1) {
@@ -445,7 +380,7 @@ impl Jail {
     /// A dedicated user gets the work dir (not what is in it: the lab's
     /// inputs stay the grader's, readable if their mode says so).
     fn give_work_dir(&self) -> Result<(), JailError> {
-        if !self.identity.dedicated {
+        if !self.identity.is_dedicated() {
             return Ok(());
         }
         std::os::unix::fs::chown(
@@ -462,7 +397,7 @@ impl Jail {
 
     /// The resource limits bwrap (and so the script) starts with.
     fn rlimits(&self) -> Result<Vec<(Resource, u64)>, JailError> {
-        let tasks = if self.identity.dedicated {
+        let tasks = if self.identity.is_dedicated() {
             self.limits.processes
         } else {
             // The user's other tasks count too: allow that many more.
@@ -500,20 +435,6 @@ fn prepare_child(cmd: &mut Command, rlimits: Vec<(Resource, u64)>, info: &OwnedF
     }
 }
 
-/// Whether `meta`'s mode gives `identity` the access in `bits` (`0o1`
-/// search, `0o6` read and write), as owner, group or other.
-fn permits(meta: &fs::Metadata, identity: Identity, bits: u32) -> bool {
-    let mode = meta.permissions().mode();
-    let shift = if meta.uid() == identity.uid {
-        6
-    } else if meta.gid() == identity.gid {
-        3
-    } else {
-        0
-    };
-    (mode >> shift) & bits == bits
-}
-
 /// The host's top-level `/bin`, `/sbin`, `/lib*`: symlinks into `/usr` on a
 /// merged-/usr system (recreated as such), dirs otherwise (bound read-only).
 fn host_top_level() -> Vec<bwrap::TopLevel> {
@@ -533,45 +454,6 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())
-}
-
-/// The tasks (threads included, as `RLIMIT_NPROC` counts them) whose real
-/// uid is `uid`.
-fn tasks_of_user(uid: u32) -> io::Result<u64> {
-    let mut tasks = 0;
-    for entry in fs::read_dir("/proc")? {
-        let entry = entry?;
-        if !entry
-            .file_name()
-            .as_encoded_bytes()
-            .iter()
-            .all(u8::is_ascii_digit)
-        {
-            continue;
-        }
-        // A process may exit between listing and reading: skip it.
-        if let Ok(status) = fs::read_to_string(entry.path().join("status")) {
-            tasks += threads_if_real_uid(&status, uid);
-        }
-    }
-    Ok(tasks)
-}
-
-/// From a `/proc/PID/status`: its `Threads:` if its real uid is `uid`, else 0.
-fn threads_if_real_uid(status: &str, uid: u32) -> u64 {
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-    };
-    let real_uid = field("Uid:").and_then(|value| value.parse::<u32>().ok());
-    if real_uid != Some(uid) {
-        return 0;
-    }
-    field("Threads:")
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(1)
 }
 
 /// bwrap running: its output, its info pipe, its exit.

@@ -2,12 +2,14 @@
 //! fails, never skips, when either is missing). Each real test has its own
 //! job slot, so its own uid, and checks that nothing of it is left.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 use std::time::Instant;
 
 use rstest::rstest;
 use tempfile::TempDir;
 
+use super::identity::threads_if_real_uid;
 use super::*;
 
 const STEP: Duration = Duration::from_secs(20);
