@@ -23,7 +23,7 @@ pub const DEDICATED_ID_BASE: u32 = 2_100_000_000;
 pub struct Identity {
     pub(super) uid: u32,
     pub(super) gid: u32,
-    dedicated: bool,
+    pub(super) dedicated: bool,
 }
 
 impl Identity {
