@@ -155,9 +155,21 @@ async fn command_that_never_returns_hits_its_deadline() {
         *waited >= Duration::from_secs(1) && *waited < Duration::from_secs(2),
         "{waited:?}"
     );
-    // The tail ends with the frame's own begin marker, the command's start.
+    // The tail reads as a terminal would have shown it: each command as
+    // typed, its output, a status that was not 0; no frame marker.
+    assert_eq!(
+        tail[tail.len() - 3..],
+        [
+            "# echo before the sleep",
+            "before the sleep",
+            "# sleep 1000"
+        ],
+        "{tail:?}"
+    );
     assert!(
-        tail.iter().any(|line| line == "before the sleep"),
+        !tail
+            .iter()
+            .any(|line| line.contains("LCB") || line.contains("LCE")),
         "{tail:?}"
     );
     let message = error.to_string();

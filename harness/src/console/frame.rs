@@ -51,6 +51,11 @@ impl Frame {
         Self::with_nonce(&nonce)
     }
 
+    /// The nonce that marks this frame's reply.
+    pub(crate) fn nonce(&self) -> &str {
+        &self.nonce
+    }
+
     fn with_nonce(nonce: &str) -> Self {
         Self {
             nonce: nonce.to_owned(),

@@ -8,6 +8,7 @@
 
 mod frame;
 pub mod pty;
+mod readable;
 mod view;
 
 use std::fmt;
@@ -24,6 +25,7 @@ use tokio::time::{timeout_at, Instant};
 
 use crate::time::{format_duration, Deadline};
 use frame::Frame;
+use readable::{readable, TypedCommands};
 use view::View;
 
 /// Lines of console output a failure shows.
@@ -114,6 +116,8 @@ pub struct Console {
     received: watch::Receiver<Received>,
     /// Byte offset into the view up to which output has been consumed.
     cursor: usize,
+    /// What was typed in each frame, so the tail can show it.
+    typed: TypedCommands,
     reader: JoinHandle<()>,
 }
 
@@ -149,6 +153,7 @@ impl Console {
             writer: Box::new(writer),
             received,
             cursor: 0,
+            typed: TypedCommands::default(),
             reader: tokio::spawn(drain(reader, transcript, sender)),
         })
     }
@@ -251,6 +256,7 @@ impl Console {
         deadline: Deadline,
     ) -> Result<PendingCommand, ConsoleError> {
         let frame = Frame::new();
+        self.typed.record(frame.nonce(), command);
         self.send(frame.command_text(command).as_bytes(), deadline)
             .await?;
         Ok(PendingCommand {
@@ -278,8 +284,10 @@ impl Console {
     }
 
     /// The last `n` lines of the view, for failure messages.
+    /// labcheck's frames shown as the commands typed (see [`readable`]).
     pub fn tail(&self, n: usize) -> Vec<String> {
-        self.received.borrow().view.tail(n)
+        let lines = readable(&self.received.borrow().view.tail(n), &self.typed);
+        lines[lines.len().saturating_sub(n)..].to_vec()
     }
 
     /// Waits for the framed reply of a started command; `None` when the
