@@ -27,7 +27,7 @@ use frame::Frame;
 use view::View;
 
 /// Lines of console output a failure shows.
-const TAIL_LINES: usize = 20;
+pub const TAIL_LINES: usize = 20;
 /// How often [`Console::wait_for_shell`] retypes its setup line while the
 /// guest's shell may not exist yet.
 const SHELL_RETRY: Duration = Duration::from_millis(500);

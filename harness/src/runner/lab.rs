@@ -10,7 +10,7 @@ use super::events::{Event, EventSink};
 use super::verdict::{describe, mismatches, Observation};
 use super::vms::{boot, BootRequest, Booted, LiveVm, StepFailure};
 use super::{RunContext, RunError};
-use crate::console::PendingCommand;
+use crate::console::{PendingCommand, TAIL_LINES};
 use crate::net::{check_taps_usable, LabNamespace};
 use crate::report::{
     bounded_output, ErratumReport, Outcome, StandInReport, StepReport, SubstitutionReport,
@@ -40,8 +40,6 @@ const NAMESPACE_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(120);
 /// Pause between two attempts of a probe.
 const PROBE_INTERVAL: Duration = Duration::from_millis(200);
-/// Console lines a failure carries.
-const TAIL_LINES: usize = 20;
 
 /// Runs `lab` to the end and reports through `events`. Returns `Err` only
 /// when the lab could not be started; every step's result is an event.
