@@ -12,10 +12,7 @@ use super::vms::{boot, BootRequest, Booted, LiveVm, StepFailure};
 use super::{RunContext, RunError};
 use crate::console::{PendingCommand, TAIL_LINES};
 use crate::net::{check_taps_usable, LabNamespace};
-use crate::report::{
-    bounded_output, ErratumReport, Outcome, StandInReport, StepReport, SubstitutionReport,
-    TranscriptReport,
-};
+use crate::report::{bounded_output, ErratumReport, Outcome, StepReport, TranscriptReport};
 use crate::scenario::model::{
     Action, AfterFailure, Check, DigestMode, Erratum, FieldExpect, GuestForm, Interaction, Lab,
     Network, Origin, Step,
@@ -27,7 +24,10 @@ use crate::vm::{
 };
 
 mod observe;
+mod report_text;
 mod student;
+
+use report_text::{background_command, blank_report, command_lines, skipped};
 
 /// Timeouts for steps that do not set their own, as under KVM.
 const HOST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -53,17 +53,10 @@ pub async fn run_lab(lab: &Lab, ctx: &RunContext, events: &EventSink) -> Result<
         handout: lab.handout.clone(),
         source: lab.source.display().to_string(),
         work_dir: run.work_dir.display().to_string(),
-        network: network_name(lab.network).to_string(),
-        substitutions: lab_substitutions(lab),
+        network: report_text::network_name(lab.network).to_string(),
+        substitutions: report_text::lab_substitutions(lab),
         steps: lab.steps.len() + lab.cleanup.len(),
-        stand_ins: lab
-            .images
-            .iter()
-            .map(|image| StandInReport {
-                name: image.name.clone(),
-                form: form_name(image.form).to_string(),
-            })
-            .collect(),
+        stand_ins: report_text::stand_ins(lab),
     });
     run.place_stand_ins()?;
 
@@ -299,7 +292,7 @@ impl<'a> LabRun<'a> {
         let mut report = blank_report(step);
         report.expected = describe(&step.expect);
         if let Action::Boot { vms } = &step.action {
-            report.command = Some(self.command_lines(vms));
+            report.command = Some(command_lines(self.lab, vms));
         }
         if let Action::Wait { label } = &step.action {
             // Shown as the command it waits for, on the VM it runs on.
@@ -601,17 +594,6 @@ impl<'a> LabRun<'a> {
         }
     }
 
-    /// The handout's command lines of `vms`, as the lab file gives them.
-    fn command_lines(&self, vms: &[String]) -> String {
-        self.lab
-            .vms
-            .iter()
-            .filter(|spec| vms.contains(&spec.name))
-            .map(|spec| spec.qemu.clone())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
     fn live(&mut self, vm: &str) -> Result<&mut LiveVm, StepFailure> {
         self.vms.get_mut(vm).ok_or_else(|| StepFailure {
             outcome: Outcome::Failed,
@@ -798,17 +780,7 @@ impl<'a> LabRun<'a> {
             self.events.emit(Event::VmPrepared {
                 lab: self.lab.id.clone(),
                 vm: name.to_string(),
-                substitutions: rewritten
-                    .substitutions
-                    .iter()
-                    .map(|s| SubstitutionReport {
-                        vm: name.to_string(),
-                        kind: kind_name(s.kind),
-                        original: s.original.clone(),
-                        replacement: s.replacement.clone(),
-                        reason: s.reason.clone(),
-                    })
-                    .collect(),
+                substitutions: report_text::vm_substitutions(name, &rewritten.substitutions),
             });
         }
         let transcript_name = if *count == 1 {
@@ -1063,96 +1035,6 @@ async fn confinement(
     Ok((!reasons.is_empty()).then(|| reasons.join("; ")))
 }
 
-/// A step not run because `what` (a step before it) did not pass.
-fn skipped(step: &Step, what: &str) -> StepReport {
-    StepReport {
-        outcome: Outcome::Skipped,
-        note: Some(format!("skipped: {what} did not pass")),
-        ..blank_report(step)
-    }
-}
-
-fn blank_report(step: &Step) -> StepReport {
-    let (kind, vm, command) = describe_action(&step.action);
-    StepReport {
-        vm,
-        command,
-        ..StepReport::new(step.name.clone(), kind)
-    }
-}
-
-fn describe_action(action: &Action) -> (&'static str, Option<String>, Option<String>) {
-    match action {
-        Action::Host { command } => ("host", None, Some(command.clone())),
-        Action::Guest { vm, command } => ("guest", Some(vm.clone()), Some(command.clone())),
-        Action::Interact { vm, script } => {
-            let typed = script
-                .iter()
-                .map(|part| match part {
-                    Interaction::Send(text) => format!("send {text:?}"),
-                    Interaction::Expect(re) => format!("expect /{}/", re.as_str()),
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            ("interact", Some(vm.clone()), Some(typed))
-        }
-        Action::Boot { vms } => ("boot", Some(vms.join(", ")), None),
-        Action::Reboot { vm } => ("reboot", Some(vm.clone()), Some("reboot".to_string())),
-        Action::Poweroff { vm } => ("poweroff", Some(vm.clone()), Some("poweroff".to_string())),
-        Action::Stop { vm } => ("stop", Some(vm.clone()), None),
-        Action::Check(check) => ("check", None, Some(describe_check(check))),
-        Action::Wait { label } => ("wait", None, Some(format!("wait for `{label}`"))),
-        Action::Probe { vm, command } => ("probe", vm.clone(), Some(command.clone())),
-        Action::NotChecked { .. } => ("claim", None, None),
-        Action::Slot { path, vm } => ("slot", vm.clone(), Some(path.clone())),
-        Action::Lines { vm, lines } => ("guest", Some(vm.clone()), Some(lines.join("\n"))),
-        Action::Sandboxed { script } => ("host", None, Some(script.clone())),
-    }
-}
-
-/// The command of the background step labelled `label`, for messages.
-fn background_command(lab: &Lab, label: &str) -> String {
-    lab.steps
-        .iter()
-        .filter(|step| step.background.as_deref() == Some(label))
-        .find_map(|step| match &step.action {
-            Action::Host { command } | Action::Guest { command, .. } => Some(command.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| label.to_string())
-}
-
-fn describe_check(check: &Check) -> String {
-    match check {
-        Check::QemuImgInfo {
-            image,
-            field,
-            expect,
-        } => match expect {
-            FieldExpect::Equals(v) => format!("qemu-img info {image}: {field} = {v}"),
-            FieldExpect::Absent => format!("qemu-img info {image}: no {field}"),
-        },
-        Check::File { path, exists } => {
-            format!(
-                "{path} {}",
-                if *exists { "exists" } else { "does not exist" }
-            )
-        }
-        Check::NoLinks { kinds } => format!("no {} device in the namespace", kinds.join(" or ")),
-        Check::Digest { path, mode } => match mode {
-            DigestMode::Save(key) => format!("sha256 of {path}, saved as `{key}`"),
-            DigestMode::SameAs(key) => format!("sha256 of {path} equals `{key}`"),
-        },
-        Check::Running { vms } => format!("{} running", vms.join(" and ")),
-        Check::Traffic { from, to } => format!("traffic from {from} reaches {to}"),
-        Check::Subnet { vms } => format!("{} share an IPv4 subnet", vms.join(" and ")),
-        Check::SocketLink { listen, connect } => {
-            format!("{connect} connects to a socket {listen} listens on")
-        }
-        Check::BridgedTaps { count } => format!("a bridge with {count} taps"),
-    }
-}
-
 /// A host command's end as an observation; killed at its deadline, a failure.
 fn shell_observation(command: &str, out: &ShellOutput) -> Result<Performed, StepFailure> {
     let text = out.text();
@@ -1168,14 +1050,6 @@ fn shell_observation(command: &str, out: &ShellOutput) -> Result<Performed, Step
             tail: tail_of(&text),
         }),
     }
-}
-
-/// The snake_case name the report uses for a substitution's kind.
-fn kind_name(kind: rewrite::SubstitutionKind) -> String {
-    serde_json::to_value(kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("{kind:?}"))
 }
 
 /// For a lab on the host's network run alongside others, a free loopback
@@ -1218,37 +1092,6 @@ fn uses_taps(lab: &Lab) -> bool {
             |step| matches!(&step.action, Action::Host { command } if command.contains("tuntap")),
         );
     in_vm || on_host
-}
-
-fn network_name(network: Network) -> &'static str {
-    match network {
-        Network::Host => "host",
-        Network::Namespace => "namespace",
-    }
-}
-
-/// What a lab's own namespace changes for its host commands.
-fn lab_substitutions(lab: &Lab) -> Vec<SubstitutionReport> {
-    match lab.network {
-        Network::Host => Vec::new(),
-        Network::Namespace => vec![SubstitutionReport {
-            vm: "host".to_string(),
-            kind: "sudo".to_string(),
-            original: "sudo".to_string(),
-            replacement: "the lab's namespace root".to_string(),
-            reason: "host commands run in a private network namespace made for the lab, \
-                     where they already act as its root; nothing they do reaches the host"
-                .to_string(),
-        }],
-    }
-}
-
-fn form_name(form: GuestForm) -> &'static str {
-    match form {
-        GuestForm::Iso => "guest:iso",
-        GuestForm::Disk => "guest:disk",
-        GuestForm::Direct => "guest:direct",
-    }
 }
 
 fn tail_of(output: &str) -> Vec<String> {
