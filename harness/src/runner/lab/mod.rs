@@ -8,38 +8,28 @@ use tokio::task::JoinHandle;
 
 use super::events::{Event, EventSink};
 use super::verdict::{describe, mismatches, Observation};
-use super::vms::{boot, BootRequest, Booted, LiveVm, StepFailure};
+use super::vms::{LiveVm, StepFailure};
 use super::{RunContext, RunError};
 use crate::console::{PendingCommand, TAIL_LINES};
 use crate::net::{check_taps_usable, LabNamespace};
 use crate::report::{bounded_output, ErratumReport, Outcome, StepReport, TranscriptReport};
 use crate::scenario::model::{
-    Action, AfterFailure, Check, DigestMode, Erratum, FieldExpect, GuestForm, Interaction, Lab,
-    Network, Origin, Step,
+    Action, AfterFailure, Check, DigestMode, Erratum, FieldExpect, GuestForm, Lab, Network, Step,
 };
 use crate::time::{Deadline, TimeScale};
-use crate::vm::{
-    allowlist, fixed_ports, free_loopback_ports, process, rewrite, CommandLine, Enclosure,
-    ShellExit, ShellOutput,
-};
+use crate::vm::{fixed_ports, free_loopback_ports, process, CommandLine, Enclosure, ShellOutput};
 
+mod actions;
+mod boot;
 mod observe;
 mod report_text;
 mod student;
 
+use actions::{shell_observation, Performed};
 use report_text::{background_command, blank_report, command_lines, skipped};
 
-/// Timeouts for steps that do not set their own, as under KVM.
-const HOST_TIMEOUT: Duration = Duration::from_secs(30);
-const GUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const BOOT_TIMEOUT: Duration = Duration::from_secs(12);
-const POWEROFF_TIMEOUT: Duration = Duration::from_secs(6);
+/// How long making the lab's network namespace may take, as under KVM.
 const NAMESPACE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a host command started in the background may run at most; its
-/// `wait` step usually ends it much sooner.
-const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(120);
-/// Pause between two attempts of a probe.
-const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Runs `lab` to the end and reports through `events`. Returns `Err` only
 /// when the lab could not be started; every step's result is an event.
@@ -391,438 +381,7 @@ impl<'a> LabRun<'a> {
         report.erratum = Some(known);
     }
 
-    async fn perform(&mut self, step: &Step, action: &Action) -> Result<Performed, StepFailure> {
-        match action {
-            Action::Host { command } => {
-                let deadline = self.deadline(step, HOST_TIMEOUT);
-                let out = process::run_shell(command, &self.work_dir, &self.enclosure, deadline)
-                    .await
-                    .map_err(|e| StepFailure::error(format!("cannot run `sh -c`: {e}")))?;
-                shell_observation(command, &out)
-            }
-            Action::Guest { vm, command } => {
-                let deadline = self.deadline(step, GUEST_TIMEOUT);
-                let live = self.live(vm)?;
-                let out = live
-                    .console
-                    .run(command, deadline)
-                    .await
-                    .map_err(StepFailure::from_console)?;
-                Ok(Performed::seen(Some(out.exit), out.output))
-            }
-            Action::Interact { vm, script } => {
-                let deadline = self.deadline(step, GUEST_TIMEOUT);
-                let live = self.live(vm)?;
-                let mut seen = String::new();
-                for part in script {
-                    match part {
-                        Interaction::Send(text) => live
-                            .console
-                            .send(text.as_bytes(), deadline)
-                            .await
-                            .map_err(StepFailure::from_console)?,
-                        Interaction::Expect(pattern) => {
-                            let found = live
-                                .console
-                                .expect(pattern, deadline)
-                                .await
-                                .map_err(StepFailure::from_console)?;
-                            seen.push_str(&found.before);
-                            seen.push_str(&found.matched);
-                        }
-                    }
-                }
-                Ok(Performed::seen(None, seen))
-            }
-            Action::Boot { vms } => self.boot(step, vms).await,
-            Action::Reboot { vm } => {
-                let deadline = self.deadline(step, BOOT_TIMEOUT);
-                let live = self.live(vm)?;
-                live.reboot(deadline).await?;
-                Ok(Performed::seen(None, String::new()))
-            }
-            Action::Poweroff { vm } => {
-                let deadline = self.deadline(step, POWEROFF_TIMEOUT);
-                let live = self.live(vm)?;
-                let status = live.poweroff(deadline).await?;
-                self.vms.remove(vm);
-                Ok(Performed::seen(
-                    status,
-                    "QEMU exited after the guest powered off".to_string(),
-                ))
-            }
-            Action::Stop { vm } => {
-                self.live(vm)?;
-                // Dropping the VM kills QEMU's process group and reaps it.
-                self.vms.remove(vm);
-                Ok(Performed::seen(
-                    None,
-                    "QEMU stopped by labcheck".to_string(),
-                ))
-            }
-            Action::Check(check) => self.check(step, check).await,
-            Action::Wait { label } => self.wait(step, label).await,
-            Action::Probe { vm, command } => self.probe(step, vm.as_deref(), command).await,
-            Action::NotChecked { reason } => Err(StepFailure::error(format!(
-                "a claim not checked has nothing to perform ({reason})"
-            ))),
-            Action::Slot { path, .. } => Err(StepFailure::error(format!(
-                "the slot `{path}` was not filled from a submission"
-            ))),
-            Action::Lines { vm, lines } => {
-                let deadline = self.deadline(step, GUEST_TIMEOUT);
-                self.type_lines(vm, lines, deadline).await
-            }
-            Action::Sandboxed { script } => {
-                let deadline = self.deadline(step, HOST_TIMEOUT);
-                self.sandboxed(script, deadline).await
-            }
-        }
-    }
-
-    /// Starts a `host` or `run` step's command and returns without waiting.
-    async fn start_background(&mut self, step: &Step, label: &str) -> Result<(), StepFailure> {
-        match &step.action {
-            Action::Host { command } => {
-                let deadline = self.deadline(step, BACKGROUND_TIMEOUT);
-                let (command, cwd, enclosure) = (
-                    command.clone(),
-                    self.work_dir.clone(),
-                    self.enclosure.clone(),
-                );
-                let task = tokio::spawn(async move {
-                    process::run_shell(&command, &cwd, &enclosure, deadline).await
-                });
-                self.host_backgrounds.insert(label.to_string(), task);
-                Ok(())
-            }
-            Action::Guest { vm, command } => {
-                let deadline = self.deadline(step, GUEST_TIMEOUT);
-                let live = self.live(vm)?;
-                let pending = live
-                    .console
-                    .start_command(command, deadline)
-                    .await
-                    .map_err(StepFailure::from_console)?;
-                self.guest_backgrounds
-                    .insert(label.to_string(), (vm.clone(), pending));
-                Ok(())
-            }
-            // Validation allows `background` on `host` and `run` steps only.
-            other => Err(StepFailure::error(format!(
-                "cannot run {other:?} in the background"
-            ))),
-        }
-    }
-
-    /// Waits for the background command `label` to end; its output and exit
-    /// status are this step's observation.
-    async fn wait(&mut self, step: &Step, label: &str) -> Result<Performed, StepFailure> {
-        let deadline = self.deadline(step, GUEST_TIMEOUT);
-        if let Some(mut task) = self.host_backgrounds.remove(label) {
-            let command = background_command(self.lab, label);
-            return match tokio::time::timeout_at(deadline.tokio_instant(), &mut task).await {
-                Ok(Ok(Ok(out))) => shell_observation(&command, &out),
-                Ok(Ok(Err(e))) => Err(StepFailure::error(format!("cannot run `sh -c`: {e}"))),
-                Ok(Err(e)) => Err(StepFailure::error(format!("background task failed: {e}"))),
-                Err(_) => {
-                    task.abort();
-                    Err(StepFailure {
-                        outcome: Outcome::Failed,
-                        message: format!(
-                            "`{command}` did not end within {} and was killed",
-                            crate::time::format_duration(deadline.elapsed())
-                        ),
-                        tail: Vec::new(),
-                    })
-                }
-            };
-        }
-        let Some((vm, pending)) = self.guest_backgrounds.remove(label) else {
-            return Err(StepFailure {
-                outcome: Outcome::Failed,
-                message: format!("`{label}` is not running (its step did not start it)"),
-                tail: Vec::new(),
-            });
-        };
-        let live = self.live(&vm)?;
-        let out = live
-            .console
-            .finish(pending, deadline)
-            .await
-            .map_err(StepFailure::from_console)?;
-        Ok(Performed::seen(Some(out.exit), out.output))
-    }
-
-    /// Runs `command` until the step's expectation holds, or fails with the
-    /// last attempt's observation at the deadline.
-    async fn probe(
-        &mut self,
-        step: &Step,
-        vm: Option<&str>,
-        command: &str,
-    ) -> Result<Performed, StepFailure> {
-        let deadline = self.deadline(step, GUEST_TIMEOUT);
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let seen = match vm {
-                Some(vm) => {
-                    let out = self.live(vm)?.probe(command, deadline).await?;
-                    Performed::seen(Some(out.exit), out.output)
-                }
-                None => {
-                    let out =
-                        process::run_shell(command, &self.work_dir, &self.enclosure, deadline)
-                            .await
-                            .map_err(|e| StepFailure::error(format!("cannot run `sh -c`: {e}")))?;
-                    shell_observation(command, &out)?
-                }
-            };
-            let unmet = mismatches(&step.expect, &seen.observation);
-            if unmet.is_empty() || Instant::now() + PROBE_INTERVAL >= deadline.instant() {
-                let mut seen = seen;
-                if !unmet.is_empty() {
-                    seen.own_mismatches.push(format!(
-                        "still not so after {attempts} attempts in {}",
-                        crate::time::format_duration(deadline.elapsed())
-                    ));
-                }
-                return Ok(seen);
-            }
-            tokio::time::sleep(PROBE_INTERVAL).await;
-        }
-    }
-
-    fn live(&mut self, vm: &str) -> Result<&mut LiveVm, StepFailure> {
-        self.vms.get_mut(vm).ok_or_else(|| StepFailure {
-            outcome: Outcome::Failed,
-            message: format!("{vm} is not running (boot it in an earlier step)"),
-            tail: Vec::new(),
-        })
-    }
-
-    /// Boots `names` concurrently, QEMU started in the listed order (each once
-    /// the one before is up, as a student starts Terminal 1 before Terminal
-    /// 2). With an exit expectation on the step, QEMU ending is the awaited
-    /// result; otherwise every VM must reach a shell.
-    async fn boot(&mut self, step: &Step, names: &[String]) -> Result<Performed, StepFailure> {
-        let deadline = self.deadline(step, BOOT_TIMEOUT);
-        let mut boots = tokio::task::JoinSet::new();
-        let mut refused = Vec::new();
-        for name in names {
-            let refusal = match self.admission(name) {
-                Admission::Boot => None,
-                Admission::Refused(reason) => Some(reason),
-                Admission::Confine {
-                    qemu,
-                    work_dir,
-                    provided,
-                } => confinement(&qemu, &work_dir, &provided, deadline).await?,
-            };
-            if let Some(reason) = refusal {
-                refused.push(format!("{name} was not started: {reason}"));
-                continue;
-            }
-            let firmware = if self.has_direct_boot() {
-                crate::vm::firmware::direct_boot_firmware().await
-            } else {
-                None
-            };
-            let request = self.boot_request(name, firmware, deadline)?;
-            self.events.emit(Event::VmBooting {
-                lab: self.lab.id.clone(),
-                vm: name.clone(),
-            });
-            let (launched, up) = tokio::sync::oneshot::channel();
-            let request = BootRequest {
-                launched: Some(launched),
-                ..request
-            };
-            boots.spawn(async move { (request.vm.clone(), boot(request).await) });
-            // Resolves when QEMU is up, or (sender dropped) when it never will be.
-            let _ = up.await;
-        }
-        let mut exits = Vec::new();
-        let mut output = String::new();
-        let mut failure = None;
-        while let Some(joined) = boots.join_next().await {
-            let (name, booted) =
-                joined.map_err(|e| StepFailure::error(format!("boot task failed: {e}")))?;
-            match booted {
-                Booted::Ready { vm, after } => {
-                    let vm = *vm;
-                    self.events.emit(Event::VmReady {
-                        lab: self.lab.id.clone(),
-                        vm: name.clone(),
-                        after,
-                    });
-                    self.vms.insert(name, vm);
-                }
-                Booted::Exited { status, log } => {
-                    exits.push(status);
-                    output.push_str(&log);
-                }
-                Booted::Failed(f) => failure = failure.or(Some(f)),
-            }
-        }
-        if let Some(failure) = failure {
-            return Err(failure);
-        }
-        if !refused.is_empty() {
-            return Err(StepFailure {
-                outcome: Outcome::Failed,
-                message: refused.join("; "),
-                tail: Vec::new(),
-            });
-        }
-        let expects_exit = step.expect.exit.is_some();
-        let mut own = Vec::new();
-        if expects_exit && exits.is_empty() {
-            own.push("QEMU kept running: the guest reached a shell".to_string());
-        }
-        if !expects_exit && !exits.is_empty() {
-            own.push("QEMU exited before the guest reached a shell".to_string());
-        }
-        Ok(Performed {
-            observation: Observation {
-                exit: exits.into_iter().next().flatten(),
-                output,
-            },
-            own_mismatches: own,
-        })
-    }
-
-    /// Whether `name` may boot: its command line may be missing from the
-    /// submission or refused by the allow-list, and a submission's must
-    /// still have its files judged, now that the student's scripts are done.
-    fn admission(&self, name: &str) -> Admission {
-        let Some(spec) = self.lab.vms.iter().find(|vm| vm.name == name) else {
-            return Admission::Boot;
-        };
-        match &spec.origin {
-            Origin::LabFile => Admission::Boot,
-            Origin::Refused(reason) => Admission::Refused(reason.clone()),
-            Origin::Submission => Admission::Confine {
-                qemu: spec.qemu.clone(),
-                work_dir: self.work_dir.clone(),
-                provided: self
-                    .lab
-                    .images
-                    .iter()
-                    .filter_map(|image| std::fs::canonicalize(self.work_dir.join(&image.name)).ok())
-                    .collect(),
-            },
-        }
-    }
-
-    /// Whether a stand-in of this lab boots the guest directly (and so asks
-    /// for the direct boot's firmware).
-    fn has_direct_boot(&self) -> bool {
-        self.lab
-            .images
-            .iter()
-            .any(|image| image.form == GuestForm::Direct)
-    }
-
-    /// `firmware`: that of a direct boot, see [`crate::vm::firmware`].
-    fn boot_request(
-        &mut self,
-        name: &str,
-        firmware: Option<&str>,
-        deadline: Deadline,
-    ) -> Result<BootRequest, StepFailure> {
-        let spec = self
-            .lab
-            .vms
-            .iter()
-            .find(|vm| vm.name == name)
-            .ok_or_else(|| StepFailure::error(format!("no VM named {name}")))?;
-        let parsed =
-            CommandLine::parse(&spec.qemu).map_err(|e| StepFailure::error(e.to_string()))?;
-        // A submission's QEMU runs in a dir of labcheck's own, not in the
-        // work dir the student's scripts wrote (see `Plan::images_in`).
-        let from_submission = spec.origin == Origin::Submission;
-        self.launched.insert(name.to_string(), parsed.clone());
-        let count = self.boots.entry(name.to_string()).or_insert(0);
-        *count += 1;
-        let run_dir = self.own_dir.join(format!("{name}-{count}"));
-        std::fs::create_dir_all(&run_dir)
-            .map_err(|e| StepFailure::error(format!("cannot create {}: {e}", run_dir.display())))?;
-        let serial_socket = run_dir.join("serial.sock");
-        let qmp_socket = run_dir.join("qmp.sock");
-        let control_socket = run_dir.join("control.sock");
-        let plan = rewrite::Plan {
-            accel: self.ctx.probe.accel,
-            serial_socket: serial_socket.clone(),
-            qmp_socket: qmp_socket.clone(),
-            control_socket: Some(control_socket.clone()),
-            stand_ins: self
-                .lab
-                .images
-                .iter()
-                .map(|image| rewrite::StandIn {
-                    name: image.name.clone(),
-                    path: self.work_dir.join(&image.name),
-                    direct_boot: (image.form == GuestForm::Direct).then(|| rewrite::DirectBoot {
-                        kernel: self.ctx.guest.vmlinux.clone(),
-                        initrd: self.ctx.guest.initramfs.clone(),
-                        append: crate::guest::Artifacts::DIRECT_BOOT_APPEND.to_owned(),
-                        firmware: firmware.map(str::to_owned),
-                    }),
-                })
-                .collect(),
-            loopback_ports: self.loopback_ports.clone(),
-            images_in: from_submission.then(|| self.work_dir.clone()),
-        };
-        let rewritten = rewrite(&parsed, &plan);
-        if *count == 1 {
-            self.events.emit(Event::VmPrepared {
-                lab: self.lab.id.clone(),
-                vm: name.to_string(),
-                substitutions: report_text::vm_substitutions(name, &rewritten.substitutions),
-            });
-        }
-        let transcript_name = if *count == 1 {
-            format!("{name}.log")
-        } else {
-            format!("{name}.boot{count}.log")
-        };
-        let control_name = format!("{name}.control.log");
-        self.transcripts.push(TranscriptReport {
-            vm: name.to_string(),
-            path: format!("{}/{transcript_name}", self.lab.id),
-        });
-        if *count == 1 {
-            // One file for every boot of the VM: the control shell's lines
-            // are labcheck's own, and a reboot only appends to them.
-            self.transcripts.push(TranscriptReport {
-                vm: format!("{name} (control channel)"),
-                path: format!("{}/{control_name}", self.lab.id),
-            });
-        }
-        Ok(BootRequest {
-            vm: name.to_string(),
-            argv: rewritten.argv,
-            cwd: if from_submission {
-                run_dir.clone()
-            } else {
-                self.work_dir.clone()
-            },
-            run_dir,
-            serial_socket,
-            qmp_socket,
-            transcript: self.transcript_dir.join(transcript_name),
-            control_socket: Some(control_socket),
-            control_transcript: self.transcript_dir.join(control_name),
-            enclosure: self.enclosure.clone(),
-            deadline,
-            launched: None,
-        })
-    }
-
-    async fn check(&mut self, step: &Step, check: &Check) -> Result<Performed, StepFailure> {
-        let deadline = self.deadline(step, HOST_TIMEOUT);
+    async fn check(&mut self, check: &Check, deadline: Deadline) -> Result<Performed, StepFailure> {
         match check {
             Check::QemuImgInfo {
                 image,
@@ -950,21 +509,6 @@ impl<'a> LabRun<'a> {
     }
 }
 
-/// What a step showed, plus any verdict the action itself reached (checks).
-struct Performed {
-    observation: Observation,
-    own_mismatches: Vec<String>,
-}
-
-impl Performed {
-    fn seen(exit: Option<i32>, output: String) -> Self {
-        Performed {
-            observation: Observation { exit, output },
-            own_mismatches: Vec::new(),
-        }
-    }
-}
-
 fn verdict(mismatches: &[String]) -> Outcome {
     if mismatches.is_empty() {
         Outcome::Passed
@@ -1000,55 +544,6 @@ fn with_command(action: &Action, fix: &str) -> Action {
             command: fix.to_string(),
         },
         other => other.clone(),
-    }
-}
-
-/// See [`LabRun::admission`].
-enum Admission {
-    Boot,
-    Refused(String),
-    Confine {
-        qemu: String,
-        work_dir: PathBuf,
-        provided: Vec<PathBuf>,
-    },
-}
-
-/// What keeps a submission's command line from booting, judged on the
-/// files it names: see [`allowlist::confine_images`] and
-/// [`allowlist::firmware_lookalikes`].
-async fn confinement(
-    qemu: &str,
-    work_dir: &Path,
-    provided: &[PathBuf],
-    deadline: Deadline,
-) -> Result<Option<String>, StepFailure> {
-    let parsed = CommandLine::parse(qemu).map_err(|e| StepFailure::error(e.to_string()))?;
-    let mut refusals = allowlist::confine_images(work_dir, provided, &parsed, deadline)
-        .await
-        .map_err(|e| StepFailure::error(e.to_string()))?;
-    refusals.extend(
-        allowlist::firmware_lookalikes(work_dir)
-            .map_err(|e| StepFailure::error(format!("cannot list {}: {e}", work_dir.display())))?,
-    );
-    let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
-    Ok((!reasons.is_empty()).then(|| reasons.join("; ")))
-}
-
-/// A host command's end as an observation; killed at its deadline, a failure.
-fn shell_observation(command: &str, out: &ShellOutput) -> Result<Performed, StepFailure> {
-    let text = out.text();
-    match out.exit {
-        ShellExit::Exited(code) => Ok(Performed::seen(Some(code), text)),
-        ShellExit::Signaled(signal) => Ok(Performed::seen(Some(128 + signal), text)),
-        ShellExit::TimedOut { after } => Err(StepFailure {
-            outcome: Outcome::Failed,
-            message: format!(
-                "`{command}` did not finish within {} and was killed",
-                crate::time::format_duration(after)
-            ),
-            tail: tail_of(&text),
-        }),
     }
 }
 
@@ -1092,12 +587,6 @@ fn uses_taps(lab: &Lab) -> bool {
             |step| matches!(&step.action, Action::Host { command } if command.contains("tuntap")),
         );
     in_vm || on_host
-}
-
-fn tail_of(output: &str) -> Vec<String> {
-    let lines: Vec<&str> = output.lines().collect();
-    let from = lines.len().saturating_sub(TAIL_LINES);
-    lines[from..].iter().map(|l| l.to_string()).collect()
 }
 
 fn sha256_file(path: &Path) -> std::io::Result<String> {
