@@ -7,25 +7,23 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use super::events::{Event, EventSink};
-use super::verdict::{describe, mismatches, Observation};
+use super::verdict::{describe, mismatches};
 use super::vms::{LiveVm, StepFailure};
 use super::{RunContext, RunError};
 use crate::console::{PendingCommand, TAIL_LINES};
 use crate::net::{check_taps_usable, LabNamespace};
 use crate::report::{bounded_output, ErratumReport, Outcome, StepReport, TranscriptReport};
-use crate::scenario::model::{
-    Action, AfterFailure, Check, DigestMode, Erratum, FieldExpect, GuestForm, Lab, Network, Step,
-};
+use crate::scenario::model::{Action, AfterFailure, Erratum, GuestForm, Lab, Network, Step};
 use crate::time::{Deadline, TimeScale};
-use crate::vm::{fixed_ports, free_loopback_ports, process, CommandLine, Enclosure, ShellOutput};
+use crate::vm::{fixed_ports, free_loopback_ports, CommandLine, Enclosure, ShellOutput};
 
 mod actions;
 mod boot;
-mod observe;
+mod checks;
 mod report_text;
 mod student;
 
-use actions::{shell_observation, Performed};
+use actions::Performed;
 use report_text::{background_command, blank_report, command_lines, skipped};
 
 /// How long making the lab's network namespace may take, as under KVM.
@@ -252,6 +250,13 @@ impl<'a> LabRun<'a> {
         Ok(())
     }
 
+    /// The lab's namespace, which `what` needs: an error in a lab without one.
+    fn namespace_for(&self, what: &str) -> Result<&LabNamespace, StepFailure> {
+        self.namespace.as_ref().ok_or_else(|| {
+            StepFailure::error(format!("{what} needs the lab's namespace, and it has none"))
+        })
+    }
+
     /// Kills what is still running, VMs and background commands before the
     /// namespace they run in. Called at the end of every lab; a drop
     /// (Ctrl-C, panic) does the same through `ChildProcess`'s Drop and ours.
@@ -380,133 +385,6 @@ impl<'a> LabRun<'a> {
         }
         report.erratum = Some(known);
     }
-
-    async fn check(&mut self, check: &Check, deadline: Deadline) -> Result<Performed, StepFailure> {
-        match check {
-            Check::QemuImgInfo {
-                image,
-                field,
-                expect,
-            } => {
-                let command = format!(
-                    "qemu-img info --output=json {}",
-                    shlex::try_quote(image).unwrap_or_default()
-                );
-                let out = process::run_shell(&command, &self.work_dir, &self.enclosure, deadline)
-                    .await
-                    .map_err(|e| StepFailure::error(format!("cannot run qemu-img: {e}")))?;
-                let seen = shell_observation(&command, &out)?;
-                if seen.observation.exit != Some(0) {
-                    return Ok(Performed {
-                        own_mismatches: vec![format!("`{command}` failed")],
-                        ..seen
-                    });
-                }
-                let info: serde_json::Value = serde_json::from_str(&seen.observation.output)
-                    .map_err(|e| StepFailure::error(format!("qemu-img printed no JSON: {e}")))?;
-                let value = info.get(field);
-                let shown = match value {
-                    Some(v) => format!("{field} = {v}"),
-                    None => format!("{field} is absent"),
-                };
-                let own = match (expect, value) {
-                    (FieldExpect::Equals(want), Some(v)) if v == want => vec![],
-                    (FieldExpect::Equals(want), _) => vec![format!("{field} should be {want}")],
-                    (FieldExpect::Absent, None) => vec![],
-                    (FieldExpect::Absent, Some(_)) => vec![format!("{field} should be absent")],
-                };
-                Ok(Performed {
-                    observation: Observation {
-                        exit: Some(0),
-                        output: shown,
-                    },
-                    own_mismatches: own,
-                })
-            }
-            Check::File { path, exists } => {
-                let present = self.work_dir.join(path).exists();
-                let shown = format!(
-                    "{path} {}",
-                    if present { "exists" } else { "does not exist" }
-                );
-                let own = if present == *exists {
-                    vec![]
-                } else {
-                    vec![format!(
-                        "{path} should {}exist",
-                        if *exists { "" } else { "not " }
-                    )]
-                };
-                Ok(Performed {
-                    observation: Observation {
-                        exit: None,
-                        output: shown,
-                    },
-                    own_mismatches: own,
-                })
-            }
-            Check::NoLinks { kinds } => {
-                let namespace = self.namespace.as_ref().ok_or_else(|| {
-                    StepFailure::error("`no-links` needs the lab's namespace, and it has none")
-                })?;
-                let wanted: Vec<&str> = kinds.iter().map(String::as_str).collect();
-                let links = namespace
-                    .links(&wanted, deadline)
-                    .await
-                    .map_err(|e| StepFailure::error(e.to_string()))?;
-                let shown = links
-                    .iter()
-                    .map(|link| format!("{} ({})", link.name, link.kind))
-                    .collect::<Vec<_>>();
-                let own = if links.is_empty() {
-                    vec![]
-                } else {
-                    vec![format!("left in the namespace: {}", shown.join(", "))]
-                };
-                Ok(Performed {
-                    observation: Observation {
-                        exit: None,
-                        output: if shown.is_empty() {
-                            format!("no {} device", kinds.join(" or "))
-                        } else {
-                            shown.join("\n")
-                        },
-                    },
-                    own_mismatches: own,
-                })
-            }
-            Check::Digest { path, mode } => {
-                let file = self.work_dir.join(path);
-                let digest = tokio::task::spawn_blocking(move || sha256_file(&file))
-                    .await
-                    .map_err(|e| StepFailure::error(format!("digest task failed: {e}")))?
-                    .map_err(|e| StepFailure::error(format!("cannot read {path}: {e}")))?;
-                let own = match mode {
-                    DigestMode::Save(key) => {
-                        self.digests.insert(key.clone(), digest.clone());
-                        vec![]
-                    }
-                    DigestMode::SameAs(key) => match self.digests.get(key) {
-                        Some(saved) if *saved == digest => vec![],
-                        Some(_) => vec![format!("{path} changed since `{key}`")],
-                        None => vec![format!("no digest saved as `{key}` (its step did not run)")],
-                    },
-                };
-                Ok(Performed {
-                    observation: Observation {
-                        exit: None,
-                        output: format!("sha256 {digest}"),
-                    },
-                    own_mismatches: own,
-                })
-            }
-            Check::Running { vms } => self.running(vms, deadline).await,
-            Check::Traffic { from, to } => self.traffic(from, to, deadline).await,
-            Check::Subnet { vms } => self.subnet(vms, deadline).await,
-            Check::SocketLink { listen, connect } => Ok(self.socket_link(listen, connect)),
-            Check::BridgedTaps { count } => self.bridged_taps(*count, deadline).await,
-        }
-    }
 }
 
 fn verdict(mismatches: &[String]) -> Outcome {
@@ -587,12 +465,4 @@ fn uses_taps(lab: &Lab) -> bool {
             |step| matches!(&step.action, Action::Host { command } if command.contains("tuntap")),
         );
     in_vm || on_host
-}
-
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(hex::encode(hasher.finalize()))
 }

@@ -66,9 +66,7 @@ impl LabRun<'_> {
         script: &str,
         deadline: Deadline,
     ) -> Result<Performed, StepFailure> {
-        let namespace = self.namespace.as_ref().ok_or_else(|| {
-            StepFailure::error("a submission's script needs the lab's namespace, and it has none")
-        })?;
+        let namespace = self.namespace_for("a submission's script")?;
         let jail = Jail {
             work_dir: self.work_dir.clone(),
             read_only: Vec::new(),
