@@ -7,23 +7,24 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use super::events::{Event, EventSink};
-use super::verdict::{describe, mismatches};
+use super::verdict::describe;
 use super::vms::{LiveVm, StepFailure};
 use super::{RunContext, RunError};
 use crate::console::{PendingCommand, TAIL_LINES};
 use crate::net::{check_taps_usable, LabNamespace};
-use crate::report::{bounded_output, ErratumReport, Outcome, StepReport, TranscriptReport};
-use crate::scenario::model::{Action, AfterFailure, Erratum, GuestForm, Lab, Network, Step};
+use crate::report::{Outcome, StepReport, TranscriptReport};
+use crate::scenario::model::{Action, AfterFailure, GuestForm, Lab, Network, Step};
 use crate::time::{Deadline, TimeScale};
 use crate::vm::{fixed_ports, free_loopback_ports, CommandLine, Enclosure, ShellOutput};
 
 mod actions;
 mod boot;
 mod checks;
+mod judge;
 mod report_text;
 mod student;
 
-use actions::Performed;
+use judge::record_failure;
 use report_text::{background_command, blank_report, command_lines, skipped};
 
 /// How long making the lab's network namespace may take, as under KVM.
@@ -329,99 +330,6 @@ impl<'a> LabRun<'a> {
         vm.and_then(|vm| self.vms.get(vm))
             .map(|live| live.console.tail(TAIL_LINES))
             .unwrap_or_default()
-    }
-
-    /// Sets the outcome of a step that ran, taking its erratum into account.
-    async fn judge(&mut self, step: &Step, seen: Performed, report: &mut StepReport) {
-        report.exit = seen.observation.exit;
-        report.output = bounded_output(&seen.observation.output);
-        let mut found = seen.own_mismatches;
-        found.extend(mismatches(&step.expect, &seen.observation));
-        let Some(erratum) = &step.erratum else {
-            report.outcome = verdict(&found);
-            report.mismatches = found;
-            return;
-        };
-        if found.is_empty() {
-            report.outcome = Outcome::Passed;
-            report.erratum = Some(erratum_report(erratum, false));
-            return;
-        }
-        let signature = mismatches(&erratum.observed, &seen.observation);
-        if !signature.is_empty() {
-            report.outcome = Outcome::Failed;
-            report.mismatches = found;
-            report.note = Some(format!(
-                "not the known erratum ({}): {}",
-                erratum.reason,
-                signature.join("; ")
-            ));
-            return;
-        }
-        let mut known = erratum_report(erratum, true);
-        report.outcome = Outcome::Erratum;
-        if let Some(fix) = &erratum.fix {
-            let fixed_action = with_command(&step.action, fix);
-            match self.perform(step, &fixed_action).await {
-                Err(failure) => {
-                    report.outcome = failure.outcome;
-                    report.mismatches = vec![format!("the fix failed: {}", failure.message)];
-                    report.console_tail = failure.tail;
-                }
-                Ok(fixed) => {
-                    known.fix_exit = fixed.observation.exit;
-                    known.fix_output = bounded_output(&fixed.observation.output);
-                    let mut still = fixed.own_mismatches;
-                    still.extend(mismatches(&step.expect, &fixed.observation));
-                    if !still.is_empty() {
-                        report.outcome = Outcome::Failed;
-                        report.mismatches = still
-                            .into_iter()
-                            .map(|m| format!("with the fix: {m}"))
-                            .collect();
-                    }
-                }
-            }
-        }
-        report.erratum = Some(known);
-    }
-}
-
-fn verdict(mismatches: &[String]) -> Outcome {
-    if mismatches.is_empty() {
-        Outcome::Passed
-    } else {
-        Outcome::Failed
-    }
-}
-
-fn record_failure(report: &mut StepReport, failure: StepFailure) {
-    report.outcome = failure.outcome;
-    report.mismatches = vec![failure.message];
-    report.console_tail = failure.tail;
-}
-
-fn erratum_report(erratum: &Erratum, reproduced: bool) -> ErratumReport {
-    ErratumReport {
-        reason: erratum.reason.clone(),
-        reproduced,
-        fix: erratum.fix.clone(),
-        fix_exit: None,
-        fix_output: String::new(),
-    }
-}
-
-/// The same action with the erratum's working command in place of the handout's.
-fn with_command(action: &Action, fix: &str) -> Action {
-    match action {
-        Action::Host { .. } => Action::Host {
-            command: fix.to_string(),
-        },
-        Action::Guest { vm, .. } => Action::Guest {
-            vm: vm.clone(),
-            command: fix.to_string(),
-        },
-        other => other.clone(),
     }
 }
 

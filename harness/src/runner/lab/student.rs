@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use super::{LabRun, Performed};
+use super::actions::Performed;
+use super::LabRun;
 use crate::console::ConsoleError;
 use crate::runner::StepFailure;
 use crate::sandbox::{Identity, Jail, JailError, JailNetwork, Limit, Limits};
