@@ -356,9 +356,6 @@ fn loopback_ports(lab: &Lab, ctx: &RunContext) -> Result<BTreeMap<u16, u16>, Run
     Ok(fixed.into_iter().zip(free).collect())
 }
 
-/// Whether the lab makes or attaches tap devices, which an unprivileged
-/// namespace can only do where the host's tun device is open to all. Read
-/// from the text: a tap netdev in a VM's line, or `tuntap` in a host command.
 /// Whether the lab runs a submission's `.sh` files (in a sandbox).
 fn runs_submission_scripts(lab: &Lab) -> bool {
     lab.steps
@@ -366,6 +363,9 @@ fn runs_submission_scripts(lab: &Lab) -> bool {
         .any(|step| matches!(step.action, Action::Sandboxed { .. }))
 }
 
+/// Whether the lab makes or attaches tap devices, which an unprivileged
+/// namespace can only do where the host's tun device is open to all. Read
+/// from the text: a tap netdev in a VM's line, or `tuntap` in a host command.
 fn uses_taps(lab: &Lab) -> bool {
     let in_vm = lab.vms.iter().any(|vm| vm.qemu.contains("tap,"));
     let on_host =
