@@ -82,11 +82,8 @@ impl LabRun<'_> {
         expect: &FieldExpect,
         deadline: Deadline,
     ) -> Result<Performed, StepFailure> {
-        let command = format!(
-            "qemu-img info --output=json {}",
-            shlex::try_quote(image).unwrap_or_default()
-        );
-        let out = process::run_shell(&command, &self.work_dir, &self.enclosure, deadline)
+        let (qemu_img, command) = qemu_img_info(image, &self.work_dir);
+        let out = process::run(qemu_img, &self.enclosure, deadline)
             .await
             .map_err(|e| StepFailure::error(format!("cannot run qemu-img: {e}")))?;
         let seen = shell_observation(&command, &out)?.observation;
@@ -469,6 +466,21 @@ fn observed(exit: Option<i32>, lines: Vec<String>, own_mismatches: Vec<String>) 
     }
 }
 
+/// `qemu-img info --output=json IMAGE` in `work_dir`, as an argv (the
+/// image's name is one argument, never a shell word), and as messages show
+/// it (quoted as a shell would need it).
+fn qemu_img_info(image: &str, work_dir: &Path) -> (tokio::process::Command, String) {
+    let mut qemu_img = tokio::process::Command::new("qemu-img");
+    qemu_img
+        .args(["info", "--output=json", image])
+        .current_dir(work_dir);
+    let shown = format!(
+        "qemu-img info --output=json {}",
+        shlex::try_quote(image).unwrap_or_default()
+    );
+    (qemu_img, shown)
+}
+
 fn sha256_file(path: &Path) -> std::io::Result<String> {
     use sha2::{Digest, Sha256};
     let mut file = std::fs::File::open(path)?;
@@ -552,6 +564,22 @@ mod tests {
     fn networks(#[case] a: &str, #[case] b: &str, #[case] shared: bool) {
         let parse = |text: &str| parse_addresses(&format!("2: eth0 inet {text} scope global"))[0];
         assert_eq!(parse(a).network() == parse(b).network(), shared);
+    }
+
+    #[rstest]
+    #[case("vm2.qcow2", "qemu-img info --output=json vm2.qcow2")]
+    #[case("my disk.qcow2", "qemu-img info --output=json 'my disk.qcow2'")]
+    #[case("a;rm -rf x", "qemu-img info --output=json 'a;rm -rf x'")]
+    fn qemu_img_gets_the_image_as_one_argument(#[case] image: &str, #[case] shown: &str) {
+        let (qemu_img, command) = qemu_img_info(image, Path::new("/labs/work"));
+        let argv = qemu_img.as_std();
+        assert_eq!(argv.get_program(), "qemu-img");
+        assert_eq!(
+            argv.get_args().collect::<Vec<_>>(),
+            ["info", "--output=json", image]
+        );
+        assert_eq!(argv.get_current_dir(), Some(Path::new("/labs/work")));
+        assert_eq!(command, shown);
     }
 
     #[rstest]
