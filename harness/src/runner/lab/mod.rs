@@ -1,4 +1,8 @@
-//! One lab, start to finish: work dir, stand-ins, steps, cleanup.
+//! One lab, start to finish: work dir, stand-ins, the lab's namespace, steps
+//! in order, cleanup always. This file only orchestrates; carrying out an
+//! action is `actions` (boots in `boot`, checks in `checks`, a student's
+//! files in `student`), a step's outcome is `judge`, the report's wording
+//! is `report_text`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -36,44 +40,9 @@ pub async fn run_lab(lab: &Lab, ctx: &RunContext, events: &EventSink) -> Result<
     let started = Instant::now();
     let mut run = LabRun::prepare(lab, ctx, events)?;
     run.enter_namespace().await?;
-    events.emit(Event::LabStarted {
-        lab: lab.id.clone(),
-        title: lab.title.clone(),
-        handout: lab.handout.clone(),
-        source: lab.source.display().to_string(),
-        work_dir: run.work_dir.display().to_string(),
-        network: report_text::network_name(lab.network).to_string(),
-        substitutions: report_text::lab_substitutions(lab),
-        steps: lab.steps.len() + lab.cleanup.len(),
-        stand_ins: report_text::stand_ins(lab),
-    });
+    run.announce();
     run.place_stand_ins()?;
-
-    let mut failed_step: Option<String> = None;
-    let mut passed_ids = HashSet::new();
-    let mut index = 0;
-    for step in &lab.steps {
-        let unmet = step.depends_on.iter().find(|id| !passed_ids.contains(*id));
-        let report = match (&failed_step, unmet) {
-            (Some(failed), _) => skipped(step, &format!("the earlier step `{failed}`")),
-            (None, Some(id)) => skipped(step, &format!("`{id}`")),
-            (None, None) => run.step(index, step).await,
-        };
-        let failed = matches!(report.outcome, Outcome::Failed | Outcome::Error);
-        if failed && lab.after_failure == AfterFailure::SkipRest && failed_step.is_none() {
-            failed_step = Some(step.name.clone());
-        }
-        if let (Some(id), Outcome::Passed) = (&step.id, report.outcome) {
-            passed_ids.insert(id.clone());
-        }
-        run.finish_step(index, report);
-        index += 1;
-    }
-    for step in &lab.cleanup {
-        let report = run.step(index, step).await;
-        run.finish_step(index, report);
-        index += 1;
-    }
+    run.steps_in_order().await;
     run.shutdown().await;
     events.emit(Event::LabFinished {
         lab: lab.id.clone(),
@@ -193,6 +162,54 @@ impl<'a> LabRun<'a> {
         })
     }
 
+    /// Tells the lab has started: what it is, where it runs, what it changes.
+    fn announce(&self) {
+        let lab = self.lab;
+        self.events.emit(Event::LabStarted {
+            lab: lab.id.clone(),
+            title: lab.title.clone(),
+            handout: lab.handout.clone(),
+            source: lab.source.display().to_string(),
+            work_dir: self.work_dir.display().to_string(),
+            network: report_text::network_name(lab.network).to_string(),
+            substitutions: report_text::lab_substitutions(lab),
+            steps: lab.steps.len() + lab.cleanup.len(),
+            stand_ins: report_text::stand_ins(lab),
+        });
+    }
+
+    /// Runs the lab's steps in order, skipping those whose dependencies did
+    /// not pass (and, after a failure, the rest if the lab says so), then
+    /// every cleanup step whatever happened.
+    async fn steps_in_order(&mut self) {
+        let lab = self.lab;
+        let mut failed_step: Option<String> = None;
+        let mut passed_ids = HashSet::new();
+        let mut index = 0;
+        for step in &lab.steps {
+            let unmet = step.depends_on.iter().find(|id| !passed_ids.contains(*id));
+            let report = match (&failed_step, unmet) {
+                (Some(failed), _) => skipped(step, &format!("the earlier step `{failed}`")),
+                (None, Some(id)) => skipped(step, &format!("`{id}`")),
+                (None, None) => self.step(index, step).await,
+            };
+            let failed = matches!(report.outcome, Outcome::Failed | Outcome::Error);
+            if failed && lab.after_failure == AfterFailure::SkipRest && failed_step.is_none() {
+                failed_step = Some(step.name.clone());
+            }
+            if let (Some(id), Outcome::Passed) = (&step.id, report.outcome) {
+                passed_ids.insert(id.clone());
+            }
+            self.finish_step(index, report);
+            index += 1;
+        }
+        for step in &lab.cleanup {
+            let report = self.step(index, step).await;
+            self.finish_step(index, report);
+            index += 1;
+        }
+    }
+
     /// Puts the guest's files where the handout expects its images: the ISO
     /// as a link (read-only), the disk as a copy (the lab changes and deletes it).
     fn place_stand_ins(&self) -> Result<(), RunError> {
@@ -285,19 +302,7 @@ impl<'a> LabRun<'a> {
             name: step.name.clone(),
         });
         let started = Instant::now();
-        let mut report = blank_report(step);
-        report.expected = describe(&step.expect);
-        if let Action::Boot { vms } = &step.action {
-            report.command = Some(command_lines(self.lab, vms));
-        }
-        if let Action::Wait { label } = &step.action {
-            // Shown as the command it waits for, on the VM it runs on.
-            report.vm = self.guest_backgrounds.get(label).map(|(vm, _)| vm.clone());
-            report.command = Some(format!(
-                "{} (started as `{label}`)",
-                background_command(self.lab, label)
-            ));
-        }
+        let mut report = self.opening_report(step);
         if let Action::NotChecked { reason } = &step.action {
             report.outcome = Outcome::NotChecked;
             report.note = Some(reason.clone());
@@ -321,6 +326,24 @@ impl<'a> LabRun<'a> {
             report.console_tail = self.console_tail_of(report.vm.as_deref());
         }
         report.duration_ms = started.elapsed().as_millis() as u64;
+        report
+    }
+
+    /// `step`'s report before it runs: what it does and expects, as shown.
+    fn opening_report(&self, step: &Step) -> StepReport {
+        let mut report = blank_report(step);
+        report.expected = describe(&step.expect);
+        if let Action::Boot { vms } = &step.action {
+            report.command = Some(command_lines(self.lab, vms));
+        }
+        if let Action::Wait { label } = &step.action {
+            // Shown as the command it waits for, on the VM it runs on.
+            report.vm = self.guest_backgrounds.get(label).map(|(vm, _)| vm.clone());
+            report.command = Some(format!(
+                "{} (started as `{label}`)",
+                background_command(self.lab, label)
+            ));
+        }
         report
     }
 
