@@ -29,7 +29,7 @@ use readable::{readable, TypedCommands};
 use view::View;
 
 /// Lines of console output a failure shows.
-const TAIL_LINES: usize = 20;
+pub const TAIL_LINES: usize = 20;
 /// How often [`Console::wait_for_shell`] retypes its setup line while the
 /// guest's shell may not exist yet.
 const SHELL_RETRY: Duration = Duration::from_millis(500);

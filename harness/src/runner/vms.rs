@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::console::{CommandOutput, Console, ConsoleError};
-use crate::report::Outcome;
+use crate::events::records::Outcome;
 use crate::time::{format_duration, Deadline};
 use crate::vm::launch::{log_tail, QEMU_LOG};
 use crate::vm::{launch, ChildProcess, Enclosure, LaunchError, Qmp, RunningVm, Sockets};

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use super::{LabRun, Performed};
+use super::actions::Performed;
+use super::LabRun;
 use crate::console::ConsoleError;
 use crate::runner::StepFailure;
 use crate::sandbox::{Identity, Jail, JailError, JailNetwork, Limit, Limits};
@@ -66,9 +67,7 @@ impl LabRun<'_> {
         script: &str,
         deadline: Deadline,
     ) -> Result<Performed, StepFailure> {
-        let namespace = self.namespace.as_ref().ok_or_else(|| {
-            StepFailure::error("a submission's script needs the lab's namespace, and it has none")
-        })?;
+        let namespace = self.namespace_for("a submission's script")?;
         let jail = Jail {
             work_dir: self.work_dir.clone(),
             read_only: Vec::new(),

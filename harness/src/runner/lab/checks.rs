@@ -1,18 +1,25 @@
-//! The observations rubric checks make: facts labcheck gathers itself, on
-//! the VMs' control channels, from the command lines it launched, and in
-//! the lab's namespace. None of them reads what the lab's own commands
-//! printed, so a student's lines cannot forge them.
+//! Every rubric and lab check: facts labcheck gathers itself, never what
+//! the lab's own commands printed, so a student's lines cannot forge them.
+//! On the host: `qemu-img info` of an image, a file's presence, its digest.
+//! In the lab's namespace: devices left behind, taps on a bridge. On the
+//! VMs' control channels: a VM up, a shared subnet, a nonce crossing the
+//! network. From the command lines labcheck launched: a socket link. Each
+//! check ends in [`observed`]: what it saw, and what it found wrong.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 use rand::Rng;
 
-use super::{LabRun, Performed};
+use super::actions::{shell_observation, Performed};
+use super::LabRun;
+use crate::net::Link;
 use crate::runner::verdict::Observation;
 use crate::runner::StepFailure;
+use crate::scenario::model::{Check, DigestMode, FieldExpect};
 use crate::time::Deadline;
-use crate::vm::{CommandLine, KeyValues};
+use crate::vm::{process, CommandLine, KeyValues};
 
 /// How many times a traffic check sends its nonce before it gives up.
 const TRAFFIC_ATTEMPTS: usize = 3;
@@ -43,6 +50,131 @@ impl std::fmt::Display for Interface {
 }
 
 impl LabRun<'_> {
+    /// Makes the observation `check` asks for.
+    pub(super) async fn check(
+        &mut self,
+        check: &Check,
+        deadline: Deadline,
+    ) -> Result<Performed, StepFailure> {
+        match check {
+            Check::QemuImgInfo {
+                image,
+                field,
+                expect,
+            } => self.qemu_img_info(image, field, expect, deadline).await,
+            Check::File { path, exists } => Ok(self.file(path, *exists)),
+            Check::NoLinks { kinds } => self.no_links(kinds, deadline).await,
+            Check::Digest { path, mode } => self.digest(path, mode).await,
+            Check::Running { vms } => self.running(vms, deadline).await,
+            Check::Traffic { from, to } => self.traffic(from, to, deadline).await,
+            Check::Subnet { vms } => self.subnet(vms, deadline).await,
+            Check::SocketLink { listen, connect } => Ok(self.socket_link(listen, connect)),
+            Check::BridgedTaps { count } => self.bridged_taps(*count, deadline).await,
+        }
+    }
+
+    /// `qemu-img-info`: a field of the image's `qemu-img info` is as
+    /// expected (or absent).
+    async fn qemu_img_info(
+        &mut self,
+        image: &str,
+        field: &str,
+        expect: &FieldExpect,
+        deadline: Deadline,
+    ) -> Result<Performed, StepFailure> {
+        let (qemu_img, command) = qemu_img_info(image, &self.work_dir);
+        let out = process::run(qemu_img, &self.enclosure, deadline)
+            .await
+            .map_err(|e| StepFailure::error(format!("cannot run qemu-img: {e}")))?;
+        let seen = shell_observation(&command, &out)?.observation;
+        if seen.exit != Some(0) {
+            return Ok(observed(
+                seen.exit,
+                vec![seen.output],
+                vec![format!("`{command}` failed")],
+            ));
+        }
+        let info: serde_json::Value = serde_json::from_str(&seen.output)
+            .map_err(|e| StepFailure::error(format!("qemu-img printed no JSON: {e}")))?;
+        let value = info.get(field);
+        let shown = match value {
+            Some(v) => format!("{field} = {v}"),
+            None => format!("{field} is absent"),
+        };
+        let own = match (expect, value) {
+            (FieldExpect::Equals(want), Some(v)) if v == want => vec![],
+            (FieldExpect::Equals(want), _) => vec![format!("{field} should be {want}")],
+            (FieldExpect::Absent, None) => vec![],
+            (FieldExpect::Absent, Some(_)) => vec![format!("{field} should be absent")],
+        };
+        Ok(observed(seen.exit, vec![shown], own))
+    }
+
+    /// `file`: `path`, in the work dir, exists (or does not).
+    fn file(&self, path: &str, exists: bool) -> Performed {
+        let present = self.work_dir.join(path).exists();
+        let shown = format!(
+            "{path} {}",
+            if present { "exists" } else { "does not exist" }
+        );
+        let own = if present == exists {
+            vec![]
+        } else {
+            vec![format!(
+                "{path} should {}exist",
+                if exists { "" } else { "not " }
+            )]
+        };
+        observed(None, vec![shown], own)
+    }
+
+    /// `no-links`: no device of these kinds is left in the namespace.
+    async fn no_links(
+        &mut self,
+        kinds: &[String],
+        deadline: Deadline,
+    ) -> Result<Performed, StepFailure> {
+        let wanted: Vec<&str> = kinds.iter().map(String::as_str).collect();
+        let links = self.links("`no-links`", &wanted, deadline).await?;
+        let shown = links
+            .iter()
+            .map(|link| format!("{} ({})", link.name, link.kind))
+            .collect::<Vec<_>>();
+        let own = if links.is_empty() {
+            vec![]
+        } else {
+            vec![format!("left in the namespace: {}", shown.join(", "))]
+        };
+        let lines = if shown.is_empty() {
+            vec![format!("no {} device", kinds.join(" or "))]
+        } else {
+            shown
+        };
+        Ok(observed(None, lines, own))
+    }
+
+    /// `digest`: the file's sha256, saved under a key, or the same as the
+    /// one saved under a key by an earlier step.
+    async fn digest(&mut self, path: &str, mode: &DigestMode) -> Result<Performed, StepFailure> {
+        let file = self.work_dir.join(path);
+        let digest = tokio::task::spawn_blocking(move || sha256_file(&file))
+            .await
+            .map_err(|e| StepFailure::error(format!("digest task failed: {e}")))?
+            .map_err(|e| StepFailure::error(format!("cannot read {path}: {e}")))?;
+        let own = match mode {
+            DigestMode::Save(key) => {
+                self.digests.insert(key.clone(), digest.clone());
+                vec![]
+            }
+            DigestMode::SameAs(key) => match self.digests.get(key) {
+                Some(saved) if *saved == digest => vec![],
+                Some(_) => vec![format!("{path} changed since `{key}`")],
+                None => vec![format!("no digest saved as `{key}` (its step did not run)")],
+            },
+        };
+        Ok(observed(None, vec![format!("sha256 {digest}")], own))
+    }
+
     /// `running`: each VM is up and its control channel answers.
     pub(super) async fn running(
         &mut self,
@@ -68,7 +200,7 @@ impl LabRun<'_> {
                 }
             }
         }
-        Ok(observed(lines, own))
+        Ok(observed(None, lines, own))
     }
 
     /// `subnet`: one IPv4 network that every VM has an address in.
@@ -99,7 +231,7 @@ impl LabRun<'_> {
             }
             None => vec!["no IPv4 subnet is shared by all of them".to_string()],
         };
-        Ok(observed(lines, own))
+        Ok(observed(None, lines, own))
     }
 
     /// `traffic`: a nonce made now crosses from `from` to `to` over the
@@ -113,6 +245,7 @@ impl LabRun<'_> {
         let targets = self.addresses(to, deadline).await?;
         if targets.is_empty() {
             return Ok(observed(
+                None,
                 vec![format!("{to} has no IPv4 address besides loopback")],
                 vec![format!("nothing to send to on {to}")],
             ));
@@ -140,6 +273,7 @@ impl LabRun<'_> {
                 self.control(from, &send, deadline).await?;
                 if self.nonce_arrived(to, &nonce, deadline).await? {
                     return Ok(observed(
+                        None,
                         vec![format!(
                             "a nonce sent from {from} to {to} at {} arrived",
                             target.address
@@ -150,6 +284,7 @@ impl LabRun<'_> {
             }
         }
         Ok(observed(
+            None,
             vec![format!(
                 "a nonce sent from {from} to {to} at {} did not arrive",
                 targets
@@ -201,7 +336,7 @@ impl LabRun<'_> {
                 "no socket link from {connect} to a port {listen} listens on"
             )]
         };
-        observed(lines, own)
+        observed(None, lines, own)
     }
 
     /// `bridged-taps`: some bridge in the namespace has `count` taps or more.
@@ -210,13 +345,9 @@ impl LabRun<'_> {
         count: u32,
         deadline: Deadline,
     ) -> Result<Performed, StepFailure> {
-        let namespace = self.namespace.as_ref().ok_or_else(|| {
-            StepFailure::error("`bridged-taps` needs the lab's namespace, and it has none")
-        })?;
-        let links = namespace
-            .links(&["tun", "bridge"], deadline)
-            .await
-            .map_err(|e| StepFailure::error(e.to_string()))?;
+        let links = self
+            .links("`bridged-taps`", &["tun", "bridge"], deadline)
+            .await?;
         let mut lines = Vec::new();
         let mut best = 0;
         for bridge in links.iter().filter(|link| link.kind == "bridge") {
@@ -244,7 +375,20 @@ impl LabRun<'_> {
         } else {
             vec![format!("no bridge has {count} taps")]
         };
-        Ok(observed(lines, own))
+        Ok(observed(None, lines, own))
+    }
+
+    /// The devices of `kinds` in the lab's namespace, for the check `what`.
+    async fn links(
+        &mut self,
+        what: &str,
+        kinds: &[&str],
+        deadline: Deadline,
+    ) -> Result<Vec<Link>, StepFailure> {
+        self.namespace_for(what)?
+            .links(kinds, deadline)
+            .await
+            .map_err(|e| StepFailure::error(e.to_string()))
     }
 
     /// The VM's IPv4 addresses besides loopback, as its kernel reports them.
@@ -310,14 +454,39 @@ impl LabRun<'_> {
     }
 }
 
-fn observed(lines: Vec<String>, own_mismatches: Vec<String>) -> Performed {
+/// What a check saw, a line per fact, and what it found wrong, as the
+/// step's result. `exit` is that of the tool the check ran, if it ran one.
+fn observed(exit: Option<i32>, lines: Vec<String>, own_mismatches: Vec<String>) -> Performed {
     Performed {
         observation: Observation {
-            exit: None,
+            exit,
             output: lines.join("\n"),
         },
         own_mismatches,
     }
+}
+
+/// `qemu-img info --output=json IMAGE` in `work_dir`, as an argv (the
+/// image's name is one argument, never a shell word), and as messages show
+/// it (quoted as a shell would need it).
+fn qemu_img_info(image: &str, work_dir: &Path) -> (tokio::process::Command, String) {
+    let mut qemu_img = tokio::process::Command::new("qemu-img");
+    qemu_img
+        .args(["info", "--output=json", image])
+        .current_dir(work_dir);
+    let shown = format!(
+        "qemu-img info --output=json {}",
+        shlex::try_quote(image).unwrap_or_default()
+    );
+    (qemu_img, shown)
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 fn listed(addresses: &[Interface]) -> String {
@@ -395,6 +564,22 @@ mod tests {
     fn networks(#[case] a: &str, #[case] b: &str, #[case] shared: bool) {
         let parse = |text: &str| parse_addresses(&format!("2: eth0 inet {text} scope global"))[0];
         assert_eq!(parse(a).network() == parse(b).network(), shared);
+    }
+
+    #[rstest]
+    #[case("vm2.qcow2", "qemu-img info --output=json vm2.qcow2")]
+    #[case("my disk.qcow2", "qemu-img info --output=json 'my disk.qcow2'")]
+    #[case("a;rm -rf x", "qemu-img info --output=json 'a;rm -rf x'")]
+    fn qemu_img_gets_the_image_as_one_argument(#[case] image: &str, #[case] shown: &str) {
+        let (qemu_img, command) = qemu_img_info(image, Path::new("/labs/work"));
+        let argv = qemu_img.as_std();
+        assert_eq!(argv.get_program(), "qemu-img");
+        assert_eq!(
+            argv.get_args().collect::<Vec<_>>(),
+            ["info", "--output=json", image]
+        );
+        assert_eq!(argv.get_current_dir(), Some(Path::new("/labs/work")));
+        assert_eq!(command, shown);
     }
 
     #[rstest]
