@@ -49,6 +49,38 @@ fn modules_depend_only_on_what_architecture_md_allows() {
 }
 
 #[test]
+fn the_dependency_table_has_no_cycle() {
+    let table = dependency_table();
+    // Depth-first, keeping the path: a module met again on its own path
+    // closes a cycle.
+    fn visit(
+        module: &str,
+        table: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) {
+        if done.contains(module) {
+            return;
+        }
+        assert!(
+            !path.iter().any(|m| m == module),
+            "ARCHITECTURE.md's dependency table has a cycle: {} -> {module}",
+            path.join(" -> ")
+        );
+        path.push(module.to_string());
+        for used in table.get(module).into_iter().flatten() {
+            visit(used, table, path, done);
+        }
+        path.pop();
+        done.insert(module.to_string());
+    }
+    let mut done = BTreeSet::new();
+    for module in table.keys() {
+        visit(module, &table, &mut Vec::new(), &mut done);
+    }
+}
+
+#[test]
 fn children_start_only_through_the_process_door() {
     let mut found = Vec::new();
     for file in source_files() {
