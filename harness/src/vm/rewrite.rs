@@ -6,14 +6,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::accel::Accel;
-use super::cmdline::{escape_commas, CommandLine, KeyValues, QemuOption};
+use super::args::{control_wiring, path_text, qmp_wiring, serial_wiring, Accel};
+use super::cmdline::{CommandLine, KeyValues, QemuOption};
 use super::ports::remap_ports;
 
-/// The chardev id labcheck gives the serial console it drives.
-const SERIAL_CHARDEV_ID: &str = "labcheck-serial";
-/// The chardev id of labcheck's control channel (the guest's ttyS1).
-const CONTROL_CHARDEV_ID: &str = "labcheck-control";
+/// The declarations a rewritten line carries, by the path callers know.
+pub use super::args::{Substitution, SubstitutionKind};
 
 /// Options whose value names a file directly.
 const FILE_OPTIONS: &[&str] = &[
@@ -61,29 +59,6 @@ pub struct DirectBoot {
     /// Firmware to boot with (`-bios`), see [`super::firmware`]; `None`
     /// keeps QEMU's default, as does a line that names its own `-bios`.
     pub firmware: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SubstitutionKind {
-    Accelerator,
-    StandIn,
-    SerialWiring,
-    Display,
-    Monitor,
-    ControlChannel,
-    LoopbackPort,
-    ImagePath,
-}
-
-/// One declared difference between the handout and what runs.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Substitution {
-    pub kind: SubstitutionKind,
-    /// What the handout wrote; empty when labcheck adds something.
-    pub original: String,
-    pub replacement: String,
-    pub reason: String,
 }
 
 /// The argv to run and why it differs from the handout.
@@ -398,56 +373,13 @@ fn file_named_by(option: &QemuOption) -> Option<String> {
     }
 }
 
-/// The serial port on a unix socket that QEMU creates and waits on, so that
-/// nothing the guest prints is lost before labcheck connects.
-pub fn serial_wiring(socket: &Path) -> Vec<String> {
-    vec![
-        "-chardev".to_owned(),
-        format!(
-            "socket,id={SERIAL_CHARDEV_ID},path={},server=on,wait=on",
-            escape_commas(&path_text(socket))
-        ),
-        "-serial".to_owned(),
-        format!("chardev:{SERIAL_CHARDEV_ID}"),
-    ]
-}
-
-/// The control channel's serial port on a unix socket. QEMU does not wait
-/// for it: the guest prints nothing there that labcheck needs before its
-/// first command (see `launch`).
-pub fn control_wiring(socket: &Path) -> Vec<String> {
-    vec![
-        "-chardev".to_owned(),
-        format!(
-            "socket,id={CONTROL_CHARDEV_ID},path={},server=on,wait=off",
-            escape_commas(&path_text(socket))
-        ),
-        "-serial".to_owned(),
-        format!("chardev:{CONTROL_CHARDEV_ID}"),
-    ]
-}
-
-/// QMP on a unix socket; QEMU does not wait for it.
-pub fn qmp_wiring(socket: &Path) -> Vec<String> {
-    vec![
-        "-qmp".to_owned(),
-        format!(
-            "unix:{},server=on,wait=off",
-            escape_commas(&path_text(socket))
-        ),
-    ]
-}
-
-fn path_text(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
-}
-
 fn words(items: &[&str]) -> Vec<String> {
     items.iter().map(|&item| item.to_owned()).collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::args::CONTROL_CHARDEV_ID;
     use super::*;
     use rstest::rstest;
 
@@ -834,14 +766,5 @@ mod tests {
         assert!(rewritten
             .argv
             .contains(&"file=vm1.qcow2,if=virtio".to_owned()));
-    }
-
-    #[test]
-    fn escapes_commas_in_socket_paths() {
-        let wiring = serial_wiring(Path::new("/run/a,b/serial.sock"));
-        assert_eq!(
-            wiring[1],
-            "socket,id=labcheck-serial,path=/run/a,,b/serial.sock,server=on,wait=on"
-        );
     }
 }
