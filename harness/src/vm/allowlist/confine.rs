@@ -5,7 +5,7 @@
 //!
 //! Unlike [`super::options`], this reads the files: a student's script can
 //! point a symlink or a backing file anywhere. It asks `qemu-img info` about
-//! one file at a time (see [`image_info`]).
+//! one file at a time (see [`image_info`]), through the process door.
 
 use std::collections::HashSet;
 use std::io;
@@ -17,13 +17,13 @@ use super::options::{host_path, images, Image, Refusal};
 use super::table::IMAGE_FORMATS;
 use crate::time::Deadline;
 use crate::vm::cmdline::CommandLine;
-use crate::vm::process::{run_shell, Enclosure, ShellExit};
+use crate::vm::process::{self, Enclosure, ShellExit};
 
 mod image_info;
 #[cfg(test)]
 mod tests;
 
-use image_info::ImageInfo;
+use image_info::{ImageInfo, InfoCommand};
 
 /// Longest backing chain followed; a longer one (or a loop) is refused.
 const MAX_CHAIN: usize = 16;
@@ -225,13 +225,18 @@ impl Confinement<'_> {
     /// `qemu-img info` of the one file `path` (its backing file unopened),
     /// judged: an allowed format, no external data file.
     async fn info(&self, path: &str, format: Option<&str>) -> Result<ImageInfo, Stop> {
-        let command = info_command(path, format)?;
-        let output = run_shell(&command, self.work_dir, &Enclosure::host(), self.deadline)
-            .await
-            .map_err(|source| ConfineError::Spawn {
-                command: command.clone(),
-                source,
-            })?;
+        let info = InfoCommand { path, format };
+        let command = info.to_string();
+        let output = process::run(
+            info.command(self.work_dir),
+            &Enclosure::host(),
+            self.deadline,
+        )
+        .await
+        .map_err(|source| ConfineError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
         match output.exit {
             ShellExit::Exited(0) => {}
             ShellExit::Exited(_) => {
@@ -278,22 +283,6 @@ impl Confinement<'_> {
         }
         Ok(info)
     }
-}
-
-fn info_command(path: &str, format: Option<&str>) -> Result<String, Stop> {
-    let quote = |text: &str| {
-        shlex::try_quote(text)
-            .map(|quoted| quoted.into_owned())
-            .map_err(|_| Stop::Refused(format!("`{text}` is not a usable file name")))
-    };
-    let format = match format {
-        Some(format) => format!(" -f {}", quote(format)?),
-        None => String::new(),
-    };
-    Ok(format!(
-        "qemu-img info -U --output=json{format} -- {}",
-        quote(path)?
-    ))
 }
 
 /// The next file of the chain after the image at `path`: its backing file as

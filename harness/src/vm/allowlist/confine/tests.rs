@@ -1,6 +1,7 @@
 use tempfile::TempDir;
 
 use super::*;
+use crate::vm::allowlist::image_paths;
 use crate::vm::process::run_shell;
 
 fn parse(text: &str) -> CommandLine {
@@ -59,6 +60,23 @@ async fn accepts_the_handouts_copy_on_write_clone() {
     std::fs::write(dir.path().join("a.iso"), b"not really").expect("writes");
     let line = "qemu-system-x86_64 -hda vm2.qcow2 -cdrom a.iso -drive file=vm1.qcow2,format=qcow2";
     assert_eq!(confine(&dir, &[], line).await, Vec::<String>::new());
+}
+
+/// A name a shell would split, expand and run, and that starts with a dash:
+/// qemu-img gets it as one file name, and nothing in it runs.
+#[tokio::test]
+async fn a_hostile_image_name_reaches_qemu_img_as_one_file_name() {
+    let dir = temp_dir();
+    qemu_img(dir.path(), "create -f qcow2 vm1.qcow2 1M").await;
+    let name = "-U 'x' \"$(touch pwned)\" `touch pwned`; vm 1.qcow2";
+    std::fs::rename(dir.path().join("vm1.qcow2"), dir.path().join(name)).expect("mv");
+    let option = shlex::try_quote(&format!("file={name}"))
+        .expect("no NUL")
+        .into_owned();
+    let line = format!("qemu-system-x86_64 -drive {option}");
+    assert_eq!(image_paths(&parse(&line)), [name]);
+    assert_eq!(confine(&dir, &[], &line).await, Vec::<String>::new());
+    assert!(!dir.path().join("pwned").exists(), "the name ran");
 }
 
 #[tokio::test]
