@@ -2,11 +2,10 @@
 //!
 //! The accelerator a VM runs on, the declared substitutions a rewritten line
 //! carries, and the small builders that wire QEMU's serial ports and QMP to
-//! unix sockets. [`super::rewrite`] puts them into a handout's line,
-//! [`super::accel`] into the probe's own line, [`super::ports`] declares its
-//! substitutions with them. A leaf: it depends on nothing in `vm` but
-//! [`super::cmdline`]'s escaping, so none of those modules depends on another
-//! for these words.
+//! unix sockets. `rewrite` puts them into a handout's line, `accel` into the
+//! probe's own line, `ports` declares its substitutions with them. A leaf: it
+//! depends on nothing in `vm` but `cmdline`'s escaping, so none of those
+//! modules depends on another for these words.
 
 use std::fmt;
 use std::path::Path;

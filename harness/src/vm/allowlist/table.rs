@@ -2,7 +2,7 @@
 //! submission may use, the types and values they may take, the limits on
 //! its VMs, and the reason each refused option or key is given. What a
 //! submission may do changes here; how a line is read against it is
-//! [`super::options`]'s.
+//! `options`'s.
 
 /// The only emulator a submission may start, by this bare name (a path could
 /// name a program of the student's own).

@@ -1,5 +1,5 @@
 //! What the runner decides for one VM before its line is rewritten: the
-//! rewriter's input. Data only; [`super::rewrite`] reads it.
+//! rewriter's input. Data only.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! What `qemu-img info` says about one image file: the command that asks it
-//! and the part of its answer that matters. Pure; [`super`] runs the
+//! and the part of its answer that matters. Pure; the confinement runs the
 //! command through the process door.
 //!
 //! The command is an argv, never a shell string: the path (and the format)
