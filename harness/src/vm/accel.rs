@@ -6,15 +6,14 @@
 //! reaches the serial console. Whatever it decides, `detail` says why: there
 //! is no silent fallback to slow emulation.
 
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
+use super::args::{qmp_wiring, serial_wiring, Accel};
 use super::launch::{launch, log_tail, LaunchError, RunningVm, Sockets};
 use super::process::Enclosure;
-use super::rewrite::{qmp_wiring, serial_wiring};
 use super::QEMU;
 use crate::time::Deadline;
 
@@ -24,22 +23,6 @@ const BANNER_BUDGET: Duration = Duration::from_secs(10);
 const BANNER: &[u8] = b"Linux version";
 /// How much of the serial output a "no banner" finding quotes.
 const SEEN_QUOTE_BYTES: usize = 200;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Accel {
-    Kvm,
-    Tcg,
-}
-
-impl fmt::Display for Accel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        })
-    }
-}
 
 /// The probe's decision and what it saw.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

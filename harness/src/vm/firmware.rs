@@ -9,14 +9,25 @@
 //! substitution in the report shows which one ran.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use tokio::process::Command;
 use tokio::sync::OnceCell;
 
+use super::process::{self, Enclosure, ShellExit};
 use super::QEMU;
+use crate::time::Deadline;
 
 /// QEMU's name for qboot, looked up in its data directories like its other
 /// firmware.
 pub const QBOOT: &str = "qboot.rom";
+
+/// How long `-L help` may take. QEMU answers it without starting a VM, in a
+/// few hundredths of a second; five seconds leave room on a loaded host, and
+/// a QEMU that takes longer counts as one without qboot (its default
+/// firmware boots the guest too, a little slower) rather than stalling every
+/// direct boot of the run.
+const DATA_DIRS_BUDGET: Duration = Duration::from_secs(5);
 
 /// The firmware for direct boots on this host: [`QBOOT`] when QEMU has it,
 /// otherwise `None` (QEMU's default). Asked once per process.
@@ -31,14 +42,18 @@ pub async fn direct_boot_firmware() -> Option<&'static str> {
 }
 
 /// The directories QEMU looks its data files up in (`-L help`); none when
-/// QEMU cannot say.
+/// QEMU cannot say within [`DATA_DIRS_BUDGET`].
+///
+/// Spawns QEMU through the door: see [`process::ChildProcess::spawn`] about
+/// which thread to call from.
 async fn data_dirs() -> Vec<PathBuf> {
-    match tokio::process::Command::new(QEMU)
-        .args(["-L", "help"])
-        .output()
-        .await
-    {
-        Ok(out) if out.status.success() => parse_data_dirs(&String::from_utf8_lossy(&out.stdout)),
+    let mut command = Command::new(QEMU);
+    command.args(["-L", "help"]);
+    let deadline = Deadline::after(DATA_DIRS_BUDGET);
+    match process::run(command, &Enclosure::host(), deadline).await {
+        // The door gives stdout and stderr as one: a warning line names no
+        // directory with qboot in it, so it changes nothing.
+        Ok(out) if out.exit == ShellExit::Exited(0) => parse_data_dirs(&out.text()),
         _ => Vec::new(),
     }
 }
@@ -73,6 +88,14 @@ mod tests {
             ]
             .map(PathBuf::from)
         );
+    }
+
+    /// The installed QEMU answers through the door, and SeaBIOS is in one of
+    /// the directories it names.
+    #[tokio::test]
+    async fn the_installed_qemu_names_its_data_dirs() {
+        let dirs = data_dirs().await;
+        assert!(has_file(&dirs, "bios-256k.bin"), "{dirs:?}");
     }
 
     #[test]

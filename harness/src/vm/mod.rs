@@ -2,6 +2,9 @@
 //!
 //! - [`cmdline`] and [`rewrite`] are pure: handout text in, argv and the list
 //!   of declared substitutions out.
+//! - [`args`] is the argument vocabulary they share with the launchers: the
+//!   accelerator, the substitutions, the socket wiring. A leaf, so that the
+//!   rewriter, [`ports`] and [`accel`] need not depend on one another for it.
 //! - [`process`] is the one door through which every child process starts.
 //! - [`ports`] finds a line's fixed host ports and puts free loopback ports
 //!   in their place (pure, but for picking the free ports).
@@ -16,6 +19,7 @@ pub const QEMU: &str = "qemu-system-x86_64";
 
 pub mod accel;
 pub mod allowlist;
+pub mod args;
 pub mod cmdline;
 pub mod firmware;
 pub mod launch;
@@ -24,10 +28,11 @@ pub mod process;
 pub mod qmp;
 pub mod rewrite;
 
-pub use accel::{probe, probe_cached, Accel, Probe};
+pub use accel::{probe, probe_cached, Probe};
+pub use args::{Accel, Substitution, SubstitutionKind};
 pub use cmdline::{CmdlineError, CommandLine, KeyValue, KeyValues, QemuOption};
 pub use launch::{launch, LaunchError, RunningVm, Sockets};
 pub use ports::{fixed_ports, free_loopback_ports, remap_ports, RemappedPorts};
 pub use process::{run_shell, ChildProcess, Enclosure, ShellExit, ShellOutput, WaitError};
 pub use qmp::{Qmp, QmpError, QmpEvent};
-pub use rewrite::{rewrite, DirectBoot, Plan, Rewritten, StandIn, Substitution, SubstitutionKind};
+pub use rewrite::{rewrite, DirectBoot, Plan, Rewritten, StandIn};

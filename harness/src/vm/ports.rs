@@ -23,8 +23,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
 
+use super::args::{Substitution, SubstitutionKind};
 use super::cmdline::{CommandLine, KeyValues, QemuOption};
-use super::rewrite::{Substitution, SubstitutionKind};
 
 /// The options that define network backends.
 const NETWORK_OPTIONS: &[&str] = &["-netdev", "-nic", "-net"];

@@ -2,89 +2,26 @@
 //!
 //! Everything the harness changes is a declared [`Substitution`], listed in the
 //! report; every other option is passed through exactly as written. Pure.
+//!
+//! Here: the accelerator, the display, the serial console, QMP and the
+//! control channel. Beside it: `plan` (the [`Plan`], the rewriter's input),
+//! `images` (the files a line names: stand-ins declared, images named in
+//! full) and `direct_boot` (the stand-in that replaces `-cdrom`); the ports
+//! are [`super::ports`]'s.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod direct_boot;
+#[cfg(test)]
+mod fixtures;
+mod images;
+mod plan;
 
-use super::accel::Accel;
-use super::cmdline::{escape_commas, CommandLine, KeyValues, QemuOption};
+use super::args::{control_wiring, qmp_wiring, serial_wiring, Accel};
+use super::cmdline::{CommandLine, KeyValues, QemuOption};
 use super::ports::remap_ports;
 
-/// The chardev id labcheck gives the serial console it drives.
-const SERIAL_CHARDEV_ID: &str = "labcheck-serial";
-/// The chardev id of labcheck's control channel (the guest's ttyS1).
-const CONTROL_CHARDEV_ID: &str = "labcheck-control";
-
-/// Options whose value names a file directly.
-const FILE_OPTIONS: &[&str] = &[
-    "-cdrom", "-hda", "-hdb", "-hdc", "-hdd", "-kernel", "-initrd",
-];
-
-/// What the runner decided for one VM.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    /// The accelerator the probe found usable.
-    pub accel: Accel,
-    pub serial_socket: PathBuf,
-    pub qmp_socket: PathBuf,
-    /// labcheck's control channel: a second serial port (the guest's ttyS1,
-    /// where the built-in guest runs a root shell of its own) on this socket.
-    pub control_socket: Option<PathBuf>,
-    /// Files the built-in guest stands in for, by the name the handout uses.
-    pub stand_ins: Vec<StandIn>,
-    /// Handout port → the free loopback port that stands in for it (see
-    /// [`super::ports`]); empty when the VM's network is its lab's own.
-    pub loopback_ports: BTreeMap<u16, u16>,
-    /// When set, QEMU runs in a working directory of labcheck's own, and
-    /// each image named relative to this dir is given by its full path: a
-    /// submission's work dir must not be QEMU's working directory, where
-    /// QEMU looks its firmware and keymaps up first.
-    pub images_in: Option<PathBuf>,
-}
-
-/// A handout file provided by the built-in guest: the runner links or copies
-/// `path` into the work dir under `name`, so the command line is unchanged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StandIn {
-    pub name: String,
-    pub path: PathBuf,
-    /// When set, `-cdrom NAME` boots this kernel and initramfs instead.
-    pub direct_boot: Option<DirectBoot>,
-}
-
-/// The guest's kernel and initramfs, for QEMU to load itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirectBoot {
-    pub kernel: PathBuf,
-    pub initrd: PathBuf,
-    pub append: String,
-    /// Firmware to boot with (`-bios`), see [`super::firmware`]; `None`
-    /// keeps QEMU's default, as does a line that names its own `-bios`.
-    pub firmware: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SubstitutionKind {
-    Accelerator,
-    StandIn,
-    SerialWiring,
-    Display,
-    Monitor,
-    ControlChannel,
-    LoopbackPort,
-    ImagePath,
-}
-
-/// One declared difference between the handout and what runs.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Substitution {
-    pub kind: SubstitutionKind,
-    /// What the handout wrote; empty when labcheck adds something.
-    pub original: String,
-    pub replacement: String,
-    pub reason: String,
-}
+/// The declarations a rewritten line carries, by the path callers know.
+pub use super::args::{Substitution, SubstitutionKind};
+pub use plan::{DirectBoot, Plan, StandIn};
 
 /// The argv to run and why it differs from the handout.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -105,13 +42,6 @@ const REASON_SERIAL: &str = "labcheck drives the guest's first serial port over 
 const REASON_QMP: &str = "labcheck watches and stops the VM through QMP";
 const REASON_CONTROL: &str = "labcheck's own shell on ttyS1, for observations that must not go \
      through the handout's shell";
-const REASON_IMAGE_PATH: &str = "QEMU runs outside the submission's work dir (where it would look \
-     its firmware up first), so the image is named by its full path";
-const REASON_STAND_IN: &str =
-    "the handout's image is not available here; labcheck's guest stands in under the same name";
-const REASON_DIRECT_BOOT: &str = "the lab boots the ISO's guest directly (QEMU loads its kernel \
-     and initramfs), without the boot loader and the kernel's decompression, and with qboot, \
-     QEMU's minimal firmware, where QEMU has it, since how this VM boots is not what the lab shows";
 
 /// Rewrites `line` according to `plan`.
 ///
@@ -149,31 +79,15 @@ struct Rewriter<'a> {
     line_names_firmware: bool,
 }
 
-impl<'a> Rewriter<'a> {
+impl Rewriter<'_> {
     fn option(&mut self, written: &QemuOption) {
-        if let Some(boot) = self.direct_boot_for(written) {
-            let firmware = boot
-                .firmware
-                .as_ref()
-                .filter(|_| !self.line_names_firmware)
-                .map(|rom| ["-bios".to_owned(), rom.clone()]);
-            let with: Vec<String> = firmware
-                .into_iter()
-                .flatten()
-                .chain([
-                    "-kernel".to_owned(),
-                    path_text(&boot.kernel),
-                    "-initrd".to_owned(),
-                    path_text(&boot.initrd),
-                    "-append".to_owned(),
-                    boot.append.clone(),
-                ])
-                .collect();
+        if let Some(boot) = direct_boot::for_cd(written, &self.plan.stand_ins) {
+            let with = direct_boot::argv(boot, self.line_names_firmware);
             self.replace(
                 written,
                 SubstitutionKind::StandIn,
                 &with,
-                REASON_DIRECT_BOOT,
+                direct_boot::REASON,
             );
             return;
         }
@@ -209,46 +123,13 @@ impl<'a> Rewriter<'a> {
         self.note_stand_in(written);
     }
 
-    /// The direct boot that stands in for the CD `option` names, if any.
-    fn direct_boot_for(&self, option: &QemuOption) -> Option<&'a DirectBoot> {
-        if option.name() != "-cdrom" {
-            return None;
-        }
-        let file = option.value.as_deref()?;
-        let plan = self.plan;
-        plan.stand_ins
-            .iter()
-            .find(|s| s.name == file)
-            .and_then(|s| s.direct_boot.as_ref())
-    }
-
     /// `option` with its relative image path made full under
     /// [`Plan::images_in`], the change declared; `None` when nothing changes.
     fn located(&mut self, option: &QemuOption) -> Option<QemuOption> {
         let dir = self.plan.images_in.as_ref()?;
-        let file = file_named_by(option)?;
-        if Path::new(&file).is_absolute() {
-            return None;
-        }
-        let full = path_text(&dir.join(&file));
-        let value = match option.name() {
-            "-drive" => {
-                let mut items = KeyValues::parse(option.value.as_deref()?);
-                items.set("file", &full);
-                items.to_string()
-            }
-            _ => full.clone(),
-        };
-        self.substitutions.push(Substitution {
-            kind: SubstitutionKind::ImagePath,
-            original: file,
-            replacement: full,
-            reason: REASON_IMAGE_PATH.to_owned(),
-        });
-        Some(QemuOption {
-            value: Some(value),
-            ..option.clone()
-        })
+        let (located, declared) = images::named_in_full(option, dir)?;
+        self.substitutions.push(declared);
+        Some(located)
     }
 
     fn keep(&mut self, option: &QemuOption) {
@@ -333,24 +214,17 @@ impl<'a> Rewriter<'a> {
         self.serial_wired = true;
     }
 
+    /// Declares the stand-in `option` names, once however often it is named.
     fn note_stand_in(&mut self, option: &QemuOption) {
-        let Some(file) = file_named_by(option) else {
-            return;
-        };
-        let Some(stand_in) = self.plan.stand_ins.iter().find(|s| s.name == file) else {
+        let Some(declared) = images::stand_in_named_by(option, &self.plan.stand_ins) else {
             return;
         };
         let already = self
             .substitutions
             .iter()
-            .any(|s| s.kind == SubstitutionKind::StandIn && s.original == stand_in.name);
+            .any(|s| s.kind == declared.kind && s.original == declared.original);
         if !already {
-            self.substitutions.push(Substitution {
-                kind: SubstitutionKind::StandIn,
-                original: stand_in.name.clone(),
-                replacement: path_text(&stand_in.path),
-                reason: REASON_STAND_IN.to_owned(),
-            });
+            self.substitutions.push(declared);
         }
     }
 
@@ -388,255 +262,22 @@ impl<'a> Rewriter<'a> {
     }
 }
 
-/// The file an option names, if it names one: `-cdrom x.iso`, `-drive file=x`.
-fn file_named_by(option: &QemuOption) -> Option<String> {
-    let value = option.value.as_deref()?;
-    match option.name() {
-        name if FILE_OPTIONS.contains(&name) => Some(value.to_owned()),
-        "-drive" => KeyValues::parse(value).get("file").map(str::to_owned),
-        _ => None,
-    }
-}
-
-/// The serial port on a unix socket that QEMU creates and waits on, so that
-/// nothing the guest prints is lost before labcheck connects.
-pub fn serial_wiring(socket: &Path) -> Vec<String> {
-    vec![
-        "-chardev".to_owned(),
-        format!(
-            "socket,id={SERIAL_CHARDEV_ID},path={},server=on,wait=on",
-            escape_commas(&path_text(socket))
-        ),
-        "-serial".to_owned(),
-        format!("chardev:{SERIAL_CHARDEV_ID}"),
-    ]
-}
-
-/// The control channel's serial port on a unix socket. QEMU does not wait
-/// for it: the guest prints nothing there that labcheck needs before its
-/// first command (see `launch`).
-pub fn control_wiring(socket: &Path) -> Vec<String> {
-    vec![
-        "-chardev".to_owned(),
-        format!(
-            "socket,id={CONTROL_CHARDEV_ID},path={},server=on,wait=off",
-            escape_commas(&path_text(socket))
-        ),
-        "-serial".to_owned(),
-        format!("chardev:{CONTROL_CHARDEV_ID}"),
-    ]
-}
-
-/// QMP on a unix socket; QEMU does not wait for it.
-pub fn qmp_wiring(socket: &Path) -> Vec<String> {
-    vec![
-        "-qmp".to_owned(),
-        format!(
-            "unix:{},server=on,wait=off",
-            escape_commas(&path_text(socket))
-        ),
-    ]
-}
-
-fn path_text(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
-}
-
 fn words(items: &[&str]) -> Vec<String> {
     items.iter().map(|&item| item.to_owned()).collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
     use rstest::rstest;
 
-    // The five QEMU command lines of /work/shared/labs/day2-handout.md, verbatim.
-    const CLONED_VM2: &str = "qemu-system-x86_64 -hda vm2.qcow2 \\
--m 1024 \\
--net user \\
--net nic,macaddr=52:54:00:12:34:56 ";
-    const SOCKET_VM1: &str = "qemu-system-x86_64 \\
-  -m 512 \\
-  -enable-kvm \\
-  -cdrom alpine-standard-3.20.0-x86_64.iso \\
-  -boot d \\
-  -netdev socket,id=net0,listen=:1234 \\
-  -device virtio-net-pci,netdev=net0 \\
-  -nographic";
-    const SOCKET_VM2: &str = "qemu-system-x86_64 \\
-  -m 512 \\
-  -enable-kvm \\
-  -cdrom alpine-standard-3.20.0-x86_64.iso \\
-  -boot d \\
-  -netdev socket,id=net0,connect=127.0.0.1:1234 \\
-  -device virtio-net-pci,netdev=net0 \\
-  -nographic";
-    const TAP_VM1: &str = "qemu-system-x86_64 \\
-  -m 512 \\
-  -enable-kvm \\
-  -cdrom alpine-standard-3.20.0-x86_64.iso \\
-  -boot d \\
-  -netdev tap,id=net0,ifname=tap0,script=no,downscript=no \\
-  -device e1000,netdev=net0,mac=52:54:00:00:00:01 \\
-  -nographic";
-    const TAP_VM2: &str = "qemu-system-x86_64 \\
-  -m 512 \\
-  -enable-kvm \\
-  -cdrom alpine-standard-3.20.0-x86_64.iso \\
-  -boot d \\
-  -netdev tap,id=net1,ifname=tap1,script=no,downscript=no \\
-  -device e1000,netdev=net1,mac=52:54:00:00:00:02 \\
-  -nographic";
-
-    fn plan(accel: Accel) -> Plan {
-        Plan {
-            accel,
-            serial_socket: PathBuf::from("/run/x/serial.sock"),
-            qmp_socket: PathBuf::from("/run/x/qmp.sock"),
-            control_socket: Some(PathBuf::from("/run/x/control.sock")),
-            stand_ins: vec![
-                StandIn {
-                    name: "alpine-standard-3.20.0-x86_64.iso".into(),
-                    path: PathBuf::from("/cache/guest/labcheck.iso"),
-                    direct_boot: None,
-                },
-                StandIn {
-                    name: "vm1.qcow2".into(),
-                    path: PathBuf::from("/cache/guest/disk.qcow2"),
-                    direct_boot: None,
-                },
-            ],
-            loopback_ports: BTreeMap::new(),
-            images_in: None,
-        }
-    }
-
-    #[rstest]
-    #[case::hda("-hda vm2.qcow2", "-hda /work/alice/vm2.qcow2")]
-    #[case::cdrom(
-        "-cdrom alpine-standard-3.20.0-x86_64.iso",
-        "-cdrom /work/alice/alpine-standard-3.20.0-x86_64.iso"
-    )]
-    #[case::drive(
-        "-drive file=disks/vm2.qcow2,format=qcow2,if=virtio",
-        "-drive file=/work/alice/disks/vm2.qcow2,format=qcow2,if=virtio"
-    )]
-    #[case::already_full("-hda /elsewhere/vm2.qcow2", "-hda /elsewhere/vm2.qcow2")]
-    fn images_are_named_in_full_when_qemu_runs_elsewhere(#[case] written: &str, #[case] run: &str) {
-        let plan = Plan {
-            images_in: Some(PathBuf::from("/work/alice")),
-            ..plan(Accel::Tcg)
-        };
-        let line = CommandLine::parse(&format!("qemu-system-x86_64 {written}")).expect("parses");
-        let rewritten = rewrite(&line, &plan);
-        assert!(
-            rewritten.argv.join(" ").contains(run),
-            "{:?}",
-            rewritten.argv
-        );
-        let declared = rewritten
-            .substitutions
-            .iter()
-            .any(|s| s.kind == SubstitutionKind::ImagePath);
-        assert_eq!(declared, written != run, "{:?}", rewritten.substitutions);
-    }
-
-    #[test]
-    fn a_stand_in_named_in_full_is_still_declared() {
-        let plan = Plan {
-            images_in: Some(PathBuf::from("/work/alice")),
-            ..plan(Accel::Tcg)
-        };
-        let rewritten = rewrite(&CommandLine::parse(SOCKET_VM1).expect("parses"), &plan);
-        assert!(rewritten
-            .substitutions
-            .iter()
-            .any(|s| s.kind == SubstitutionKind::StandIn));
-    }
-
-    /// The first substitution of `kind`; the test fails without one.
-    fn declared(rewritten: &Rewritten, kind: SubstitutionKind) -> &Substitution {
-        rewritten
-            .substitutions
-            .iter()
-            .find(|s| s.kind == kind)
-            .unwrap_or_else(|| panic!("no {kind:?} substitution: {rewritten:?}"))
-    }
-
-    fn direct_boot() -> Option<DirectBoot> {
-        Some(DirectBoot {
-            kernel: PathBuf::from("/cache/guest/vmlinux"),
-            initrd: PathBuf::from("/cache/guest/initramfs"),
-            append: "console=ttyS0,115200 quiet".into(),
-            firmware: None,
-        })
-    }
-
-    /// `guest:direct`: the CD becomes the guest's kernel and initramfs, one
-    /// declared substitution; `-boot d` and everything else stay as written.
-    #[test]
-    fn a_direct_boot_stand_in_replaces_the_cd_with_kernel_and_initramfs() {
-        let mut plan = plan(Accel::Tcg);
-        plan.stand_ins[0].direct_boot = direct_boot();
-        let rewritten = rewrite(&CommandLine::parse(SOCKET_VM1).expect("parses"), &plan);
-        let argv = rewritten.argv.join(" ");
-        assert!(
-            argv.contains(
-                "-kernel /cache/guest/vmlinux -initrd /cache/guest/initramfs \
-                 -append console=ttyS0,115200 quiet -boot d"
-            ),
-            "{argv}"
-        );
-        assert!(!argv.contains("-cdrom"), "{argv}");
-        let stand_ins: Vec<_> = rewritten
-            .substitutions
-            .iter()
-            .filter(|s| s.kind == SubstitutionKind::StandIn)
-            .map(|s| s.original.as_str())
-            .collect();
-        assert_eq!(stand_ins, ["-cdrom alpine-standard-3.20.0-x86_64.iso"]);
-    }
-
-    /// The direct boot's firmware comes first in its replacement, unless the
-    /// handout's line chose a firmware of its own; either way QEMU gets one
-    /// `-bios`.
-    #[rstest]
-    #[case::default_firmware(SOCKET_VM1, "-bios qboot.rom -kernel ")]
-    #[case::line_names_its_own(&format!("{SOCKET_VM1} -bios mine.bin"), "-kernel ")]
-    fn a_direct_boot_brings_its_firmware(#[case] line: &str, #[case] replacement_starts: &str) {
-        let mut plan = plan(Accel::Tcg);
-        plan.stand_ins[0].direct_boot = direct_boot().map(|boot| DirectBoot {
-            firmware: Some("qboot.rom".into()),
-            ..boot
-        });
-        let rewritten = rewrite(&CommandLine::parse(line).expect("parses"), &plan);
-        let stand_in = declared(&rewritten, SubstitutionKind::StandIn);
-        assert!(
-            stand_in.replacement.starts_with(replacement_starts),
-            "{}",
-            stand_in.replacement
-        );
-        let bios = rewritten.argv.iter().filter(|a| *a == "-bios").count();
-        assert_eq!(bios, 1, "{:?}", rewritten.argv);
-    }
-
-    #[test]
-    fn a_direct_boot_stand_in_named_by_another_option_stays_a_file() {
-        let mut plan = plan(Accel::Tcg);
-        plan.stand_ins[1].direct_boot = direct_boot();
-        let line = CommandLine::parse("qemu-system-x86_64 -hda vm1.qcow2").expect("parses");
-        let argv = rewrite(&line, &plan).argv;
-        assert!(argv.join(" ").contains("-hda vm1.qcow2"), "{argv:?}");
-        assert!(!argv.contains(&"-kernel".to_owned()), "{argv:?}");
-    }
-
-    fn rewrite_text(text: &str, accel: Accel) -> Rewritten {
-        rewrite(
-            &CommandLine::parse(text).expect("handout line parses"),
-            &plan(accel),
-        )
-    }
+    use super::fixtures::{
+        declared, plan, rewrite_text, CLONED_VM2, SOCKET_VM1, SOCKET_VM2, TAP_VM1, TAP_VM2,
+    };
+    use super::*;
+    use crate::vm::args::CONTROL_CHARDEV_ID;
 
     #[rstest]
     #[case::cloned_vm2("cloned_vm2", CLONED_VM2)]
@@ -816,32 +457,5 @@ mod tests {
         assert!(rewritten
             .argv
             .ends_with(&control_wiring(Path::new("/run/x/control.sock"))));
-    }
-
-    #[test]
-    fn records_a_stand_in_once_and_matches_drive_files() {
-        let rewritten = rewrite_text(
-            "qemu-system-x86_64 -drive file=vm1.qcow2,if=virtio -hdb vm1.qcow2 -hdc other.img",
-            Accel::Tcg,
-        );
-        let stand_ins: Vec<_> = rewritten
-            .substitutions
-            .iter()
-            .filter(|s| s.kind == SubstitutionKind::StandIn)
-            .map(|s| (s.original.as_str(), s.replacement.as_str()))
-            .collect();
-        assert_eq!(stand_ins, [("vm1.qcow2", "/cache/guest/disk.qcow2")]);
-        assert!(rewritten
-            .argv
-            .contains(&"file=vm1.qcow2,if=virtio".to_owned()));
-    }
-
-    #[test]
-    fn escapes_commas_in_socket_paths() {
-        let wiring = serial_wiring(Path::new("/run/a,b/serial.sock"));
-        assert_eq!(
-            wiring[1],
-            "socket,id=labcheck-serial,path=/run/a,,b/serial.sock,server=on,wait=on"
-        );
     }
 }
