@@ -9,6 +9,7 @@ pub mod events;
 pub mod grade;
 pub mod guest;
 pub mod net;
+pub mod process;
 pub mod report;
 pub mod runner;
 pub mod sandbox;

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use labcheck::guest::{self, Artifacts, BuildOptions};
+use labcheck::process::Enclosure;
 use labcheck::runner::{boot, BootRequest, Booted, LiveVm};
 use labcheck::time::Deadline;
-use labcheck::vm::{rewrite, Accel, CommandLine, Enclosure, Plan};
+use labcheck::vm::{rewrite, Accel, CommandLine, Plan};
 use support::processes_mentioning;
 
 const BOOT_DEADLINE: Duration = Duration::from_secs(60);

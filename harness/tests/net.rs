@@ -10,8 +10,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use labcheck::net::{links_in, LabNamespace, Link, NamespaceKind};
+use labcheck::process::{run_shell, ChildProcess, Enclosure, ShellExit};
 use labcheck::time::Deadline;
-use labcheck::vm::{run_shell, ChildProcess, Enclosure, ShellExit};
 use rstest::rstest;
 use support::processes_mentioning;
 use tempfile::TempDir;

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use labcheck::process::{run_shell, ChildProcess, Enclosure, ShellExit};
 use labcheck::time::Deadline;
 use labcheck::vm::{
-    free_loopback_ports, launch, probe, rewrite, run_shell, Accel, ChildProcess, CommandLine,
-    Enclosure, Plan, QmpError, RunningVm, ShellExit, Sockets,
+    free_loopback_ports, launch, probe, rewrite, Accel, CommandLine, Plan, QmpError, RunningVm,
+    Sockets,
 };
 use tokio::io::AsyncReadExt;
 
@@ -250,7 +251,7 @@ async fn wait_with_deadline_times_out_on_a_running_child() {
         .wait_with_deadline(Deadline::after(Duration::from_millis(200)))
         .await;
     assert!(
-        matches!(waited, Err(labcheck::vm::WaitError::Timeout { .. })),
+        matches!(waited, Err(labcheck::process::WaitError::Timeout { .. })),
         "{waited:?}"
     );
 }

@@ -152,7 +152,7 @@ async fn boot(command: &str, accel: Accel, work_dir: &Path) -> Result<(LiveVm, D
         run_dir,
         serial_socket: plan.serial_socket,
         qmp_socket: plan.qmp_socket,
-        enclosure: labcheck::vm::Enclosure::host(),
+        enclosure: labcheck::process::Enclosure::host(),
         deadline: Deadline::after(BOOT_DEADLINE),
         launched: None,
     };

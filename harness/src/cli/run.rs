@@ -239,7 +239,7 @@ async fn qemu_version() -> String {
     let mut query = tokio::process::Command::new(crate::vm::QEMU);
     query.arg("--version");
     let deadline = Deadline::after(QEMU_QUERY_TIMEOUT);
-    match crate::vm::process::run(query, &crate::vm::Enclosure::host(), deadline).await {
+    match crate::process::run(query, &crate::process::Enclosure::host(), deadline).await {
         Ok(out) => out.text().lines().next().unwrap_or("unknown").to_string(),
         Err(e) => format!("unknown ({e})"),
     }

@@ -17,8 +17,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::unix::pipe;
 use tokio::process::Command;
 
+use crate::process::ChildProcess;
 use crate::time::Deadline;
-use crate::vm::process::ChildProcess;
 
 /// The master side of a pty, readable and writable under tokio.
 ///

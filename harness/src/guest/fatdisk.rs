@@ -9,8 +9,8 @@ use std::process::Command;
 
 use super::init::DISK_LABEL;
 use super::GuestError;
+use crate::process::{run_blocking, ShellExit, ShellOutput};
 use crate::time::Deadline;
-use crate::vm::process::{run_blocking, ShellExit, ShellOutput};
 
 /// Each tool works on a 64 MiB image in well under a second; a minute means
 /// it hangs (an unexpected prompt, a broken tool), not that it is slow.

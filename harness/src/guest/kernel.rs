@@ -310,7 +310,7 @@ enum Stoppable {
 fn run_stoppable(mut command: Command) -> Result<ExitStatus, Stoppable> {
     let stop = StopRequests::catch().map_err(|e| Stoppable::Io(e.into()))?;
     command.process_group(0);
-    crate::vm::process::die_with_parent(&mut command);
+    crate::process::die_with_parent(&mut command);
     let mut child = command.spawn().map_err(Stoppable::Io)?;
     loop {
         if let Some(status) = child.try_wait().map_err(Stoppable::Io)? {

@@ -543,7 +543,7 @@ fn busybox_applets(busybox: &Path) -> Result<Vec<String>, GuestError> {
     command.arg("--list-full");
     let deadline = crate::time::Deadline::after(fatdisk::TOOL_TIMEOUT);
     let output =
-        crate::vm::process::run_blocking(&mut command, deadline).map_err(|e| GuestError::Tool {
+        crate::process::run_blocking(&mut command, deadline).map_err(|e| GuestError::Tool {
             tool: label.clone(),
             reason: e.to_string(),
         })?;

@@ -16,7 +16,7 @@ use nix::sys::stat::Mode;
 use tokio::process::Command;
 
 use super::{NamespaceKind, NamespaceOwner};
-use crate::vm::{ChildProcess, Enclosure};
+use crate::process::{ChildProcess, Enclosure};
 
 /// What the holder writes into its own `/proc/self/*` files right after
 /// making a user namespace: the lab's root is the user who runs labcheck.

@@ -27,8 +27,8 @@ pub use links::Link;
 use nix::sched::CloneFlags;
 use nix::unistd::AccessFlags;
 
+use crate::process::{run_shell, ChildProcess, Enclosure, ShellExit};
 use crate::time::Deadline;
-use crate::vm::{run_shell, ChildProcess, Enclosure, ShellExit};
 
 /// Which namespaces a lab gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

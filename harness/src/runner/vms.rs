@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use crate::console::{CommandOutput, Console, ConsoleError};
 use crate::events::records::Outcome;
+use crate::process::{ChildProcess, Enclosure};
 use crate::time::{format_duration, Deadline};
 use crate::vm::launch::{log_tail, QEMU_LOG};
-use crate::vm::{launch, ChildProcess, Enclosure, LaunchError, Qmp, RunningVm, Sockets};
+use crate::vm::{launch, LaunchError, Qmp, RunningVm, Sockets};
 
 /// A VM whose shell answered. Dropping it kills QEMU.
 #[derive(Debug)]

@@ -66,8 +66,8 @@ use tokio::net::unix::pipe;
 use tokio::process::Command;
 
 use crate::net::{LabNamespace, NamespaceOwner};
+use crate::process::{ChildProcess, Enclosure, ShellExit, WaitError};
 use crate::time::Deadline;
-use crate::vm::{ChildProcess, Enclosure, ShellExit, WaitError};
 
 /// Size of the jail's private `/tmp` (a tmpfs: memory, so bounded).
 const SCRATCH_BYTES: u64 = 64 << 20;

@@ -13,8 +13,8 @@ use tokio::io::AsyncReadExt;
 
 use super::args::{qmp_wiring, serial_wiring, Accel};
 use super::launch::{launch, log_tail, LaunchError, RunningVm, Sockets};
-use super::process::Enclosure;
 use super::QEMU;
+use crate::process::Enclosure;
 use crate::time::Deadline;
 
 const KVM_DEVICE: &str = "/dev/kvm";
@@ -35,7 +35,7 @@ pub struct Probe {
 /// not past `deadline`) and picks KVM only if the kernel banner appears.
 ///
 /// Spawns QEMU: call from a tokio worker, see
-/// [`super::process::ChildProcess::spawn`].
+/// [`crate::process::ChildProcess::spawn`].
 pub async fn probe(kernel: &Path, initrd: &Path, append: &str, deadline: Deadline) -> Probe {
     probe_with(Path::new(KVM_DEVICE), kernel, initrd, append, deadline).await
 }

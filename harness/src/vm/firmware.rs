@@ -14,8 +14,8 @@ use std::time::Duration;
 use tokio::process::Command;
 use tokio::sync::OnceCell;
 
-use super::process::{self, Enclosure, ShellExit};
 use super::QEMU;
+use crate::process::{self, Enclosure, ShellExit};
 use crate::time::Deadline;
 
 /// QEMU's name for qboot, looked up in its data directories like its other

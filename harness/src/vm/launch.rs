@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::net::UnixStream;
 use tokio::process::Command;
 
-use super::process::{ChildProcess, Enclosure, WaitError};
 use super::qmp::{connect_when_ready, Qmp, QmpError};
+use crate::process::{ChildProcess, Enclosure, WaitError};
 use crate::time::Deadline;
 
 /// QEMU's own messages (stdout and stderr) go here, inside the run dir.

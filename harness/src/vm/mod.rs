@@ -1,11 +1,11 @@
-//! QEMU: command lines, the accelerator probe, child processes, QMP.
+//! QEMU: command lines, the accelerator probe, launching VMs, QMP. Every
+//! child QEMU starts through [`crate::process`], the one door.
 //!
 //! - [`cmdline`] and [`rewrite`] are pure: handout text in, argv and the list
 //!   of declared substitutions out.
 //! - [`args`] is the argument vocabulary they share with the launchers: the
 //!   accelerator, the substitutions, the socket wiring. A leaf, so that the
 //!   rewriter, [`ports`] and [`accel`] need not depend on one another for it.
-//! - [`process`] is the one door through which every child process starts.
 //! - [`ports`] finds a line's fixed host ports and puts free loopback ports
 //!   in their place (pure, but for picking the free ports).
 //! - [`launch`] starts a VM and hands back its serial console and [`qmp`] client.
@@ -24,7 +24,6 @@ pub mod cmdline;
 pub mod firmware;
 pub mod launch;
 pub mod ports;
-pub mod process;
 pub mod qmp;
 pub mod rewrite;
 
@@ -33,6 +32,5 @@ pub use args::{Accel, Substitution, SubstitutionKind};
 pub use cmdline::{CmdlineError, CommandLine, KeyValue, KeyValues, QemuOption};
 pub use launch::{launch, LaunchError, RunningVm, Sockets};
 pub use ports::{fixed_ports, free_loopback_ports, remap_ports, RemappedPorts};
-pub use process::{run_shell, ChildProcess, Enclosure, ShellExit, ShellOutput, WaitError};
 pub use qmp::{Qmp, QmpError, QmpEvent};
 pub use rewrite::{rewrite, DirectBoot, Plan, Rewritten, StandIn};

@@ -12,11 +12,12 @@ use super::report_text::background_command;
 use super::LabRun;
 use crate::console::TAIL_LINES;
 use crate::events::records::Outcome;
+use crate::process;
+use crate::process::{Enclosure, ShellExit, ShellOutput};
 use crate::runner::verdict::{mismatches, Observation};
 use crate::runner::{LiveVm, StepFailure};
 use crate::scenario::model::{Action, Interaction, Step};
 use crate::time::{format_duration, Deadline};
-use crate::vm::{process, Enclosure, ShellExit, ShellOutput};
 
 /// Timeouts for steps that do not set their own, as under KVM.
 const HOST_TIMEOUT: Duration = Duration::from_secs(30);

@@ -15,11 +15,12 @@ use rand::Rng;
 use super::actions::{shell_observation, Performed};
 use super::LabRun;
 use crate::net::Link;
+use crate::process;
 use crate::runner::verdict::Observation;
 use crate::runner::StepFailure;
 use crate::scenario::model::{Check, DigestMode, FieldExpect};
 use crate::time::Deadline;
-use crate::vm::{process, CommandLine, KeyValues};
+use crate::vm::{CommandLine, KeyValues};
 
 /// How many times a traffic check sends its nonce before it gives up.
 const TRAFFIC_ATTEMPTS: usize = 3;

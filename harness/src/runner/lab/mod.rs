@@ -17,9 +17,10 @@ use crate::console::{PendingCommand, TAIL_LINES};
 use crate::events::records::{Outcome, StepReport, TranscriptReport};
 use crate::events::{Event, EventSink};
 use crate::net::{check_taps_usable, LabNamespace};
+use crate::process::{Enclosure, ShellOutput};
 use crate::scenario::model::{Action, AfterFailure, GuestForm, Lab, Network, Step};
 use crate::time::{Deadline, TimeScale};
-use crate::vm::{fixed_ports, free_loopback_ports, CommandLine, Enclosure, ShellOutput};
+use crate::vm::{fixed_ports, free_loopback_ports, CommandLine};
 
 mod actions;
 mod boot;

@@ -8,10 +8,10 @@ use std::time::Duration;
 use super::actions::Performed;
 use super::LabRun;
 use crate::console::ConsoleError;
+use crate::process::ShellExit;
 use crate::runner::StepFailure;
 use crate::sandbox::{Identity, Jail, JailError, JailNetwork, Limit, Limits};
 use crate::time::{format_duration, Deadline};
-use crate::vm::ShellExit;
 
 /// Each typed line gets this long (KVM time) before Ctrl-C and the next.
 const LINE_TIMEOUT: Duration = Duration::from_secs(5);

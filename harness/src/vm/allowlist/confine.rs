@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use super::options::{host_path, images, Image, Refusal};
 use super::table::IMAGE_FORMATS;
+use crate::process::{self, Enclosure, ShellExit};
 use crate::time::Deadline;
 use crate::vm::cmdline::CommandLine;
-use crate::vm::process::{self, Enclosure, ShellExit};
 
 mod image_info;
 #[cfg(test)]

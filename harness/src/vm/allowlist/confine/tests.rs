@@ -1,8 +1,8 @@
 use tempfile::TempDir;
 
 use super::*;
+use crate::process::run_shell;
 use crate::vm::allowlist::image_paths;
-use crate::vm::process::run_shell;
 
 fn parse(text: &str) -> CommandLine {
     CommandLine::parse(text).expect("a command line the parser reads")
