@@ -228,7 +228,7 @@ async fn environment(ctx: &RunContext) -> Environment {
     Environment {
         labcheck: env!("CARGO_PKG_VERSION").to_string(),
         qemu: qemu_version().await,
-        accelerator: ctx.probe.accel.to_string(),
+        accelerator: ctx.probe.accel.into(),
         accelerator_detail: ctx.probe.detail.clone(),
         guest_digest: ctx.guest.digest.clone(),
         namespaces: ctx.namespaces.describe().to_string(),

@@ -9,8 +9,8 @@ pub struct Environment {
     pub labcheck: String,
     /// First line of `qemu-system-x86_64 --version`.
     pub qemu: String,
-    /// `kvm` or `tcg`: what the probe found usable.
-    pub accelerator: String,
+    /// What the probe found usable.
+    pub accelerator: Accelerator,
     /// What the probe saw, e.g. why KVM was not used.
     pub accelerator_detail: String,
     /// Names the built-in guest's build (lock file + recipe).
@@ -19,6 +19,88 @@ pub struct Environment {
     /// namespace (labcheck ran as root) or a user plus network namespace.
     #[serde(default)]
     pub namespaces: String,
+}
+
+/// The accelerator every VM of a run used. `unknown` in a report of a run
+/// that ended before its probe (the schema's values are `kvm` and `tcg`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Accelerator {
+    Kvm,
+    Tcg,
+    Unknown,
+}
+
+impl Accelerator {
+    /// As report.json spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accelerator::Kvm => "kvm",
+            Accelerator::Tcg => "tcg",
+            Accelerator::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Accelerator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a step does, as its report shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// A host command (a submission's sandboxed script too).
+    Host,
+    /// A command typed into a guest's console (a submission's lines too).
+    Guest,
+    /// A console dialogue of sends and expects.
+    Interact,
+    Boot,
+    Reboot,
+    Poweroff,
+    /// A VM's QEMU stopped by labcheck.
+    Stop,
+    /// A built-in check.
+    Check,
+    /// A wait for a background command.
+    Wait,
+    /// A probe repeated until it holds.
+    Probe,
+    /// A claim of the handout that is not checked.
+    Claim,
+}
+
+impl StepKind {
+    /// As report.json spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Host => "host",
+            StepKind::Guest => "guest",
+            StepKind::Interact => "interact",
+            StepKind::Boot => "boot",
+            StepKind::Reboot => "reboot",
+            StepKind::Poweroff => "poweroff",
+            StepKind::Stop => "stop",
+            StepKind::Check => "check",
+            StepKind::Wait => "wait",
+            StepKind::Probe => "probe",
+            StepKind::Claim => "claim",
+        }
+    }
+
+    /// A step about a VM's life rather than what runs in it.
+    pub fn is_vm_lifecycle(self) -> bool {
+        matches!(self, StepKind::Boot | StepKind::Reboot | StepKind::Poweroff)
+    }
+}
+
+impl std::fmt::Display for StepKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,9 +143,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepReport {
     pub name: String,
-    /// `host`, `guest`, `interact`, `boot`, `reboot`, `poweroff`, `check`,
-    /// `wait`, `probe` or `claim` (not checked).
-    pub kind: String,
+    pub kind: StepKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm: Option<String>,
     /// The command as run (for boot: the handout's QEMU command line).
@@ -95,10 +175,10 @@ pub struct StepReport {
 impl StepReport {
     /// A step of this `kind` that passed with nothing to show yet: where a
     /// step's report starts before its action fills it in.
-    pub fn new(name: impl Into<String>, kind: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<String>, kind: StepKind) -> Self {
         StepReport {
             name: name.into(),
-            kind: kind.into(),
+            kind,
             vm: None,
             command: None,
             outcome: Outcome::Passed,
@@ -161,7 +241,38 @@ pub fn bounded_output(output: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::bounded_output;
+    use super::{bounded_output, Accelerator, StepKind};
+
+    /// serde's renames and `as_str` are two spellings of one table: they
+    /// must agree, or report.json and the renderers would disagree.
+    #[test]
+    fn serde_spells_each_keyword_as_as_str_does() {
+        let kinds = [
+            StepKind::Host,
+            StepKind::Guest,
+            StepKind::Interact,
+            StepKind::Boot,
+            StepKind::Reboot,
+            StepKind::Poweroff,
+            StepKind::Stop,
+            StepKind::Check,
+            StepKind::Wait,
+            StepKind::Probe,
+            StepKind::Claim,
+        ];
+        for kind in kinds {
+            let json = serde_json::to_string(&kind).expect("serializes");
+            assert_eq!(json, format!("\"{kind}\""));
+            assert_eq!(
+                serde_json::from_str::<StepKind>(&json).expect("parses"),
+                kind
+            );
+        }
+        for accel in [Accelerator::Kvm, Accelerator::Tcg, Accelerator::Unknown] {
+            let json = serde_json::to_string(&accel).expect("serializes");
+            assert_eq!(json, format!("\"{accel}\""));
+        }
+    }
 
     #[test]
     fn short_output_is_kept_whole() {

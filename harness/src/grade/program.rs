@@ -453,7 +453,7 @@ check = { subnet = ["vm1"] }
                 .map(|(entry, outcome)| StepReport {
                     outcome: *outcome,
                     output: "seen".into(),
-                    ..StepReport::new(entry.step.name.clone(), "check")
+                    ..StepReport::new(entry.step.name.clone(), crate::report::StepKind::Check)
                 })
                 .collect(),
             transcripts: Vec::new(),

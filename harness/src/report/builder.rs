@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::model::{Environment, LabReport, Report, SCHEMA_VERSION};
+use super::model::{Accelerator, Environment, LabReport, Report, SCHEMA_VERSION};
 use crate::events::Event;
 
 #[derive(Debug, Default)]
@@ -105,7 +105,7 @@ impl Environment {
         Environment {
             labcheck: env!("CARGO_PKG_VERSION").to_string(),
             qemu: unknown(),
-            accelerator: unknown(),
+            accelerator: Accelerator::Unknown,
             accelerator_detail: unknown(),
             guest_digest: unknown(),
             namespaces: unknown(),

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::Serialize;
 
-use super::model::{ErratumReport, LabOutcome, LabReport, Outcome, StandInReport};
+use super::model::{ErratumReport, LabOutcome, LabReport, Outcome, StandInReport, StepKind};
 
 #[derive(Debug, Serialize)]
 pub struct CanonicalLab {
@@ -31,7 +31,7 @@ pub struct CanonicalLab {
 #[derive(Debug, Serialize)]
 pub struct CanonicalStep {
     pub name: String,
-    pub kind: String,
+    pub kind: StepKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vm: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -168,7 +168,7 @@ impl CanonicalLab {
                 .iter()
                 .map(|step| CanonicalStep {
                     name: step.name.clone(),
-                    kind: step.kind.clone(),
+                    kind: step.kind,
                     vm: step.vm.clone(),
                     command: step.command.as_deref().map(|c| redact.text(c)),
                     outcome: step.outcome,

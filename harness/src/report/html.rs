@@ -269,14 +269,14 @@ fn timeline(steps: &[StepReport]) -> String {
     );
     let mut start = 0;
     for step in steps {
-        let vm_class = if matches!(step.kind.as_str(), "boot" | "reboot" | "poweroff") {
+        let vm_class = if step.kind.is_vm_lifecycle() {
             " k-vm"
         } else {
             ""
         };
         let label = match &step.vm {
             Some(vm) => format!("{} · {}", step.kind, vm),
-            None => step.kind.clone(),
+            None => step.kind.to_string(),
         };
         let _ = writeln!(
             out,
@@ -305,7 +305,7 @@ fn percent(part: u64, whole: u64) -> String {
 
 fn step_article(step: &StepReport) -> String {
     let class = outcome_class(step.outcome);
-    let mut meta = vec![step.kind.clone()];
+    let mut meta = vec![step.kind.to_string()];
     meta.extend(step.vm.clone());
     meta.push(outcome_word(step.outcome).to_string());
     meta.push(format_millis(step.duration_ms));

@@ -127,7 +127,7 @@ fn verdict(element: &str, step: &StepReport) -> String {
     format!(
         "<{element} message=\"{}\" type=\"{}\">{}</{element}>",
         attr(message),
-        attr(&step.kind),
+        attr(step.kind.as_str()),
         text_content(&evidence(step))
     )
 }

@@ -59,7 +59,7 @@ fn header(report: &Report) -> String {
         report.labs.len(),
         inline(&env.labcheck),
         inline(&env.qemu),
-        inline(&env.accelerator),
+        inline(env.accelerator.as_str()),
         short_digest(&env.guest_digest),
     )
 }
@@ -124,7 +124,7 @@ fn failed_step(step: &StepReport) -> String {
     let mut out = format!(
         "\n#### {mark} {}\n\n{} step{on}, {}\n\n",
         inline(&step.name),
-        code(&step.kind),
+        code(step.kind.as_str()),
         format_millis(step.duration_ms),
     );
     let mut facts = Vec::new();

@@ -148,7 +148,7 @@ mod tests {
     fn another_environment_is_named_in_a_warning() {
         let whole = recorded();
         let mut elsewhere = split(&whole, |i| i == 0);
-        elsewhere.environment.accelerator = "kvm".into();
+        elsewhere.environment.accelerator = crate::report::Accelerator::Kvm;
         let merged = merge(vec![split(&whole, |i| i > 0), elsewhere]).expect("merges");
         assert_eq!(merged.warnings.len(), 1);
         assert!(merged.warnings[0].contains("accelerator kvm"));

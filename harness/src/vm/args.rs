@@ -7,6 +7,7 @@
 //! depends on nothing in `vm` but `cmdline`'s escaping, so none of those
 //! modules depends on another for these words.
 
+use crate::events::records::Accelerator;
 use std::fmt;
 use std::path::Path;
 
@@ -26,10 +27,17 @@ pub enum Accel {
 
 impl fmt::Display for Accel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        })
+        Accelerator::from(*self).fmt(f)
+    }
+}
+
+/// The report's word for the accelerator a run used.
+impl From<Accel> for Accelerator {
+    fn from(accel: Accel) -> Self {
+        match accel {
+            Accel::Kvm => Accelerator::Kvm,
+            Accel::Tcg => Accelerator::Tcg,
+        }
     }
 }
 

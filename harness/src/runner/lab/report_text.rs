@@ -3,7 +3,7 @@
 //! substitution kinds, and the notes of steps that did not run. Pure: it
 //! changes when the report's wording does, never when how a lab runs does.
 
-use crate::events::records::{Outcome, StandInReport, StepReport, SubstitutionReport};
+use crate::events::records::{Outcome, StandInReport, StepKind, StepReport, SubstitutionReport};
 use crate::scenario::model::{
     Action, Check, DigestMode, FieldExpect, GuestForm, Interaction, Lab, Network, Step,
 };
@@ -27,10 +27,10 @@ pub(super) fn blank_report(step: &Step) -> StepReport {
     }
 }
 
-fn describe_action(action: &Action) -> (&'static str, Option<String>, Option<String>) {
+fn describe_action(action: &Action) -> (StepKind, Option<String>, Option<String>) {
     match action {
-        Action::Host { command } => ("host", None, Some(command.clone())),
-        Action::Guest { vm, command } => ("guest", Some(vm.clone()), Some(command.clone())),
+        Action::Host { command } => (StepKind::Host, None, Some(command.clone())),
+        Action::Guest { vm, command } => (StepKind::Guest, Some(vm.clone()), Some(command.clone())),
         Action::Interact { vm, script } => {
             let typed = script
                 .iter()
@@ -40,19 +40,27 @@ fn describe_action(action: &Action) -> (&'static str, Option<String>, Option<Str
                 })
                 .collect::<Vec<_>>()
                 .join("; ");
-            ("interact", Some(vm.clone()), Some(typed))
+            (StepKind::Interact, Some(vm.clone()), Some(typed))
         }
-        Action::Boot { vms } => ("boot", Some(vms.join(", ")), None),
-        Action::Reboot { vm } => ("reboot", Some(vm.clone()), Some("reboot".to_string())),
-        Action::Poweroff { vm } => ("poweroff", Some(vm.clone()), Some("poweroff".to_string())),
-        Action::Stop { vm } => ("stop", Some(vm.clone()), None),
-        Action::Check(check) => ("check", None, Some(describe_check(check))),
-        Action::Wait { label } => ("wait", None, Some(format!("wait for `{label}`"))),
-        Action::Probe { vm, command } => ("probe", vm.clone(), Some(command.clone())),
-        Action::NotChecked { .. } => ("claim", None, None),
-        Action::Slot { path, vm } => ("slot", vm.clone(), Some(path.clone())),
-        Action::Lines { vm, lines } => ("guest", Some(vm.clone()), Some(lines.join("\n"))),
-        Action::Sandboxed { script } => ("host", None, Some(script.clone())),
+        Action::Boot { vms } => (StepKind::Boot, Some(vms.join(", ")), None),
+        Action::Reboot { vm } => (
+            StepKind::Reboot,
+            Some(vm.clone()),
+            Some("reboot".to_string()),
+        ),
+        Action::Poweroff { vm } => (
+            StepKind::Poweroff,
+            Some(vm.clone()),
+            Some("poweroff".to_string()),
+        ),
+        Action::Stop { vm } => (StepKind::Stop, Some(vm.clone()), None),
+        Action::Check(check) => (StepKind::Check, None, Some(describe_check(check))),
+        Action::Wait { label } => (StepKind::Wait, None, Some(format!("wait for `{label}`"))),
+        Action::Probe { vm, command } => (StepKind::Probe, vm.clone(), Some(command.clone())),
+        Action::NotChecked { .. } => (StepKind::Claim, None, None),
+        Action::Slot { path, vm } => (StepKind::Host, vm.clone(), Some(path.clone())),
+        Action::Lines { vm, lines } => (StepKind::Guest, Some(vm.clone()), Some(lines.join("\n"))),
+        Action::Sandboxed { script } => (StepKind::Host, None, Some(script.clone())),
     }
 }
 
