@@ -3,6 +3,7 @@
 
 mod builder;
 mod canonical;
+mod failure;
 mod html;
 pub(crate) mod junit;
 pub(crate) mod markdown;
@@ -12,6 +13,7 @@ mod terminal;
 
 pub use builder::ReportBuilder;
 pub use canonical::{CanonicalLab, CanonicalStep};
+pub use failure::{describe_failure, Fact, FactLabel, FailureDescription};
 pub use html::{html, transcripts_in};
 pub use junit::junit;
 pub use markdown::markdown;

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
+use super::failure::describe_failure;
 use super::model::{Outcome, Report, StepReport};
 use crate::events::Event;
 use crate::time::{format_duration, format_millis};
@@ -209,36 +210,34 @@ fn write_step(out: &mut impl Write, lab: &str, step: &StepReport) -> io::Result<
             )?;
         }
     }
-    if let Some(note) = &step.note {
-        writeln!(out, "       {note}")?;
+    let Some(failure) = describe_failure(step) else {
+        if let Some(note) = &step.note {
+            writeln!(out, "       {note}")?;
+        }
+        return Ok(());
+    };
+    for fact in &failure.facts {
+        writeln!(out, "       {}: {}", fact.label.word(), fact.text)?;
     }
-    if matches!(step.outcome, Outcome::Failed | Outcome::Error) {
-        if let Some(command) = &step.command {
-            writeln!(out, "       command: {command}")?;
+    let from = failure.output.len().saturating_sub(OUTPUT_LINES);
+    if !failure.output.is_empty() {
+        writeln!(
+            out,
+            "       output (last {} lines):",
+            failure.output.len() - from
+        )?;
+        for line in &failure.output[from..] {
+            writeln!(out, "       > {line}")?;
         }
-        for expected in &step.expected {
-            writeln!(out, "       expected: {expected}")?;
-        }
-        for mismatch in &step.mismatches {
-            writeln!(out, "       observed: {mismatch}")?;
-        }
-        let lines: Vec<&str> = step.output.lines().collect();
-        if !lines.is_empty() {
-            let from = lines.len().saturating_sub(OUTPUT_LINES);
-            writeln!(out, "       output (last {} lines):", lines.len() - from)?;
-            for line in &lines[from..] {
-                writeln!(out, "       > {line}")?;
-            }
-        }
-        if !step.console_tail.is_empty() {
-            writeln!(
-                out,
-                "       console (last {} lines):",
-                step.console_tail.len()
-            )?;
-            for line in &step.console_tail {
-                writeln!(out, "       | {line}")?;
-            }
+    }
+    if !failure.console_tail.is_empty() {
+        writeln!(
+            out,
+            "       console (last {} lines):",
+            failure.console_tail.len()
+        )?;
+        for line in failure.console_tail {
+            writeln!(out, "       | {line}")?;
         }
     }
     Ok(())
