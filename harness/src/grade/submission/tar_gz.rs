@@ -54,7 +54,7 @@ mod tests {
     use flate2::Compression;
     use rstest::rstest;
     use std::fs;
-    use std::io;
+    use std::path::Path;
     use std::time::{Duration, Instant};
     use tempfile::TempDir;
 
@@ -63,26 +63,33 @@ mod tests {
     };
     use crate::grade::submission::{Source, SourceKind};
 
+    /// Alice's `.tgz` of `entries`, whose headers are made by hand so they
+    /// can say what no honest tool writes.
+    fn tgz_of_headers(dir: &Path, entries: &[(tar::Header, &[u8])]) -> Source {
+        let path = dir.join("alice.tgz");
+        let mut builder = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        for (header, content) in entries {
+            builder.append(header, *content).unwrap();
+        }
+        fs::write(&path, builder.into_inner().unwrap().finish().unwrap()).unwrap();
+        Source {
+            student: "alice".into(),
+            path,
+            kind: SourceKind::TarGz,
+        }
+    }
+
     #[test]
     fn a_hard_link_or_device_in_a_tar_is_not_read() {
         let temp = TempDir::new().unwrap();
-        let path = temp.path().join("alice.tgz");
-        let mut builder = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
         let link = tar_header(
             b"clone/cow.sh",
             tar::EntryType::Link,
             0,
             Some("/etc/shadow"),
         );
-        builder.append(&link, io::empty()).unwrap();
         let device = tar_header(b"clone/full.sh", tar::EntryType::Char, 0, None);
-        builder.append(&device, io::empty()).unwrap();
-        fs::write(&path, builder.into_inner().unwrap().finish().unwrap()).unwrap();
-        let source = Source {
-            student: "alice".into(),
-            path,
-            kind: SourceKind::TarGz,
-        };
+        let source = tgz_of_headers(temp.path(), &[(link, b""), (device, b"")]);
         let loaded = load_default(&source);
         assert!(loaded.files.is_empty());
         assert_eq!(
@@ -97,16 +104,8 @@ mod tests {
     #[test]
     fn a_non_utf8_name_in_a_tar_is_another_file() {
         let temp = TempDir::new().unwrap();
-        let path = temp.path().join("alice.tgz");
-        let mut builder = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
         let odd = tar_header(b"clone/cow.sh\xff", tar::EntryType::Regular, 1, None);
-        builder.append(&odd, &b"x"[..]).unwrap();
-        fs::write(&path, builder.into_inner().unwrap().finish().unwrap()).unwrap();
-        let source = Source {
-            student: "alice".into(),
-            path,
-            kind: SourceKind::TarGz,
-        };
+        let source = tgz_of_headers(temp.path(), &[(odd, b"x")]);
         let loaded = load_default(&source);
         assert!(loaded.files.is_empty());
         assert_eq!(

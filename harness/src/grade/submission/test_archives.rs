@@ -190,6 +190,19 @@ pub(super) struct RawZipEntry<'a> {
     pub(super) declared_size: u32,
 }
 
+impl<'a> RawZipEntry<'a> {
+    /// `data` stored uncompressed, its size and CRC true.
+    pub(super) fn stored(name: &'a str, data: &[u8]) -> Self {
+        RawZipEntry {
+            name,
+            method: 0,
+            data: data.to_vec(),
+            crc: crc32(data),
+            declared_size: data.len() as u32,
+        }
+    }
+}
+
 pub(super) fn raw_zip(entries: &[RawZipEntry]) -> Vec<u8> {
     const DOS_DATE_1980_01_01: u16 = 0x21;
     const UNIX_REGULAR_FILE: u32 = 0o100_644 << 16;
@@ -239,7 +252,7 @@ pub(super) fn raw_zip(entries: &[RawZipEntry]) -> Vec<u8> {
     zip
 }
 
-pub(super) fn crc32(data: &[u8]) -> u32 {
+fn crc32(data: &[u8]) -> u32 {
     let mut crc = flate2::Crc::new();
     crc.update(data);
     crc.sum()

@@ -58,7 +58,7 @@ mod tests {
     use tempfile::TempDir;
 
     use crate::grade::submission::test_archives::{
-        crc32, deflate_of_zeros, load_default, raw_zip, submit, Pack, RawZipEntry, COW, F, GIB, VM1,
+        deflate_of_zeros, load_default, raw_zip, submit, Pack, RawZipEntry, COW, F, GIB, VM1,
     };
 
     #[test]
@@ -93,13 +93,7 @@ mod tests {
             crc: 0, // never checked: the reader stops long before the end
             declared_size,
         };
-        let after = RawZipEntry {
-            name: "socket/vm1.qemu",
-            method: 0,
-            data: VM1.to_vec(),
-            crc: crc32(VM1),
-            declared_size: VM1.len() as u32,
-        };
+        let after = RawZipEntry::stored("socket/vm1.qemu", VM1);
         let archive = raw_zip(&[bomb, after]);
         assert!(archive.len() < 2 << 20, "{} bytes", archive.len());
         let source = submit(temp.path(), "alice", Pack::Zip, &[]);
@@ -130,13 +124,7 @@ mod tests {
             crc: 0,
             declared_size: 100,
         };
-        let stored = RawZipEntry {
-            name: "socket/vm1.qemu",
-            method: 0,
-            data: VM1.to_vec(),
-            crc: crc32(VM1),
-            declared_size: VM1.len() as u32,
-        };
+        let stored = RawZipEntry::stored("socket/vm1.qemu", VM1);
         let source = submit(temp.path(), "alice", Pack::Zip, &[]);
         fs::write(&source.path, raw_zip(&[bzip2, stored])).unwrap();
         let loaded = load_default(&source);
