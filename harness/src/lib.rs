@@ -13,5 +13,6 @@ pub mod runner;
 pub mod sandbox;
 pub mod scenario;
 pub mod shard;
+pub mod text;
 pub mod time;
 pub mod vm;

@@ -2,22 +2,22 @@
 //! Markdown. Everything a student typed is escaped: names as code spans,
 //! sentences inline, observed output in fences no backtick run can close.
 
-use super::{show_controls, status_word};
+use super::status_word;
 use crate::grade::model::{CheckResult, CheckStatus, LabResult, StudentResult, Visibility};
-use crate::report::markdown::{fenced, longest_backtick_run};
+use crate::text;
 
 /// `feedback/<student>.md`: what the student may see. Hidden checks, and
 /// `after_due_date` ones before the due date, are only counted.
 pub fn feedback(result: &StudentResult, after_due_date: bool) -> String {
     let mut out = format!(
         "# Feedback for {}\n\n{}\n",
-        code(&result.student),
+        text::markdown_code(&result.student),
         total_sentence(result, after_due_date)
     );
     if !result.problems.is_empty() {
         out.push_str("\n## Problems with your submission\n\n");
         for problem in &result.problems {
-            out.push_str(&format!("- {}\n", inline(problem)));
+            out.push_str(&format!("- {}\n", text::markdown_inline(problem)));
         }
     }
     for lab in &result.labs {
@@ -42,12 +42,16 @@ fn total_sentence(result: &StudentResult, after_due_date: bool) -> String {
 }
 
 fn lab_feedback(lab: &LabResult, after_due_date: bool) -> String {
-    let mut out = format!("\n## Lab {}: {}\n\n", code(&lab.lab), inline(&lab.title));
+    let mut out = format!(
+        "\n## Lab {}: {}\n\n",
+        text::markdown_code(&lab.lab),
+        text::markdown_inline(&lab.title)
+    );
     if let Some(reason) = &lab.not_gradable {
         out.push_str(&format!(
             "Not gradable: {}. The grader could not grade this lab; no score is \
              given for it (this is not a zero).\n",
-            inline(reason)
+            text::markdown_inline(reason)
         ));
         return out;
     }
@@ -75,7 +79,7 @@ fn lab_feedback(lab: &LabResult, after_due_date: bool) -> String {
     if !lab.notes.is_empty() {
         out.push_str("\n### What your files did\n\n");
         for note in &lab.notes {
-            out.push_str(&fenced(&show_controls(note)));
+            out.push_str(&text::markdown_fenced(note));
         }
     }
     out
@@ -94,21 +98,21 @@ fn check_feedback(check: &CheckResult) -> String {
     let mut out = format!(
         "\n### {} {}: {} / {} points, {}\n\nCheck {}. Expected: {}\n\n",
         status_mark(check.status),
-        inline(&check.title),
+        text::markdown_inline(&check.title),
         check.awarded,
         check.points,
         status_word(check.status),
-        code(&check.id),
-        inline(&check.expected),
+        text::markdown_code(&check.id),
+        text::markdown_inline(&check.expected),
     );
     if check.observed.is_empty() {
         out.push_str("Observed: nothing.\n");
     } else {
-        let observed = show_controls(&check.observed);
-        out.push_str(&format!("Observed:\n\n{}", fenced(&observed)));
+        let observed = text::markdown_fenced(&check.observed);
+        out.push_str(&format!("Observed:\n\n{observed}"));
     }
     if let Some(hint) = &check.hint {
-        out.push_str(&format!("\nHint: {}\n", inline(hint)));
+        out.push_str(&format!("\nHint: {}\n", text::markdown_inline(hint)));
     }
     out
 }
@@ -121,43 +125,8 @@ fn status_mark(status: CheckStatus) -> &'static str {
     }
 }
 
-/// Text as an inline code span, on one line.
-fn code(text: &str) -> String {
-    let one_line = show_controls(&text.replace(['\n', '\r'], " "));
-    let ticks = "`".repeat(longest_backtick_run(&one_line) + 1);
-    // A span that starts or ends with a backtick needs a space inside.
-    let pad = if one_line.starts_with('`') || one_line.ends_with('`') {
-        " "
-    } else {
-        ""
-    };
-    format!("{ticks}{pad}{one_line}{pad}{ticks}")
-}
-
-/// Text inside a line of Markdown, shown as written: on one line (so it
-/// cannot start a heading, list or block), with every character that could
-/// open emphasis, a link, HTML, a table cell or math backslash-escaped
-/// (CommonMark lets any ASCII punctuation be escaped).
-fn inline(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\n' | '\r' => out.push(' '),
-            c if c.is_control() => out.push_str(&c.escape_unicode().to_string()),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '~' | '!' | '&' | '$' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use rstest::rstest;
-
     use super::*;
     use crate::grade::outputs::test_book::{alice, bob};
 
@@ -193,40 +162,6 @@ mod tests {
         let text = feedback(&alice(), false);
         assert!(text.contains("`````text\n$ ping 10.0.0.2\n```` not a fence\n"));
         assert!(!text.contains("<b>"));
-    }
-
-    #[rstest]
-    #[case("x", "```text\nx\n```\n")]
-    #[case("a ```` b", "`````text\na ```` b\n`````\n")]
-    fn a_fence_outlasts_the_backticks_inside(#[case] text: &str, #[case] block: &str) {
-        assert_eq!(fenced(text), block);
-    }
-
-    #[rstest]
-    #[case("alice", "`alice`")]
-    #[case("a`b", "``a`b``")]
-    #[case("`x", "`` `x ``")]
-    #[case("two\nlines", "`two lines`")]
-    fn code_spans_hold_any_text(#[case] text: &str, #[case] span: &str) {
-        assert_eq!(code(text), span);
-    }
-
-    #[rstest]
-    #[case("VM1: ip a", "VM1: ip a")]
-    #[case("2*2 <b> | _x_ $y$", "2\\*2 \\<b\\> \\| \\_x\\_ \\$y\\$")]
-    #[case("one\ntwo\r", "one two ")]
-    fn inline_text_shows_as_written(#[case] text: &str, #[case] shown: &str) {
-        assert_eq!(inline(text), shown);
-    }
-
-    #[rstest]
-    #[case("line\r\nnext", "line\nnext")]
-    #[case("\u{1b}[0m\u{0}", "\\u{1b}[0m\\u{0}")]
-    #[case("lone\rreturn", "lone\\u{d}return")]
-    #[case("csi \u{9b}", "csi \\u{9b}")]
-    #[case("tab\tkept\n", "tab\tkept\n")]
-    fn control_characters_are_shown_not_sent(#[case] text: &str, #[case] shown: &str) {
-        assert_eq!(show_controls(text), shown);
     }
 
     #[test]

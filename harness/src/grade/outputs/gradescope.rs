@@ -3,8 +3,9 @@
 
 use serde::Serialize;
 
-use super::{evidence, pretty_json, show_controls};
+use super::{evidence, pretty_json};
 use crate::grade::model::{CheckStatus, StudentResult, Visibility};
+use crate::text;
 
 /// `gradescope/<student>/results.json`, in the format of Gradescope's
 /// autograder specification: a test per check, named `<lab>: <title>` and
@@ -84,7 +85,7 @@ fn gradescope_tests(result: &StudentResult) -> Vec<GradescopeTest> {
                     Visibility::Hidden => "hidden",
                     Visibility::AfterDueDate => "after_due_date",
                 },
-                output: evidence(check),
+                output: text::show_controls(&evidence(check)),
             });
         }
     }
@@ -113,7 +114,7 @@ fn gradescope_summary(result: &StudentResult) -> Option<String> {
         lines.push("Problems with the submission:".to_string());
         lines.extend(result.problems.iter().map(|p| format!("- {p}")));
     }
-    (!lines.is_empty()).then(|| show_controls(&lines.join("\n")))
+    (!lines.is_empty()).then(|| text::show_controls(&lines.join("\n")))
 }
 
 #[cfg(test)]

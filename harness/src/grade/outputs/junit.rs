@@ -4,6 +4,7 @@
 use super::evidence;
 use crate::grade::model::{CheckResult, CheckStatus, Gradebook, LabResult, StudentResult};
 use crate::report::junit::{attr, seconds, text_content};
+use crate::text;
 
 /// `junit.xml`: a `<testsuite>` per student, a `<testcase>` per check named
 /// `<lab>::<check id>`, and an erroring `<testcase>` named `<lab>` for a
@@ -106,7 +107,7 @@ fn junit_case(student: &str, case: &Case<'_>) -> String {
                 CheckStatus::Failed => Some(format!(
                     "<failure message=\"{}\" type=\"failed\">{}</failure>",
                     attr(&check.title),
-                    text_content(&evidence(check))
+                    text_content(&text::show_controls(&evidence(check)))
                 )),
                 CheckStatus::Skipped => {
                     Some(format!("<skipped message=\"{}\"/>", attr(&check.observed)))
@@ -145,7 +146,7 @@ mod tests {
         assert!(!xml
             .chars()
             .any(|c| c < ' ' && !matches!(c, '\n' | '\r' | '\t')));
-        assert!(xml.contains("\\u{1b}[31mred\\u{0}"));
+        assert!(xml.contains("␛[31mred␀"));
     }
 
     #[rstest]

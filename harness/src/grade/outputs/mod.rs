@@ -7,9 +7,10 @@
 //! Each renderer is a pure function of the
 //! [`Gradebook`](super::model::Gradebook) model and decides no score of its
 //! own. Much of what they render was typed by a student
-//! (names, and what a check observed), so every format escapes it: Markdown
-//! by code fences and backslashes, CSV by RFC 4180 quoting and a defused
-//! leading formula character, XML by entities.
+//! (names, and what a check observed), so every format escapes it through
+//! [`crate::text`]: Markdown by code fences and backslashes, CSV by RFC 4180
+//! quoting and a defused leading formula character, XML by entities, and
+//! control characters alike in all of them.
 //!
 //! One file per rendering, as `report/` has: `feedback`, `gradebook`,
 //! `gradescope` and `junit` (the student JSON is the model serialized, here);
@@ -47,24 +48,9 @@ fn status_word(status: CheckStatus) -> &'static str {
     }
 }
 
-/// Text with its control characters (an ANSI escape, a NUL, a lone
-/// carriage return) written as `\u{1b}`, so a terminal or browser shows
-/// them instead of acting on them. Line breaks and tabs stay; a CRLF
-/// (a serial console's line end) becomes a line break.
-fn show_controls(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.replace("\r\n", "\n").chars() {
-        if c.is_control() && c != '\n' && c != '\t' {
-            out.push_str(&c.escape_unicode().to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// A check's evidence as plain text, for Gradescope and JUnit. Observed
-/// text of several lines starts on a line of its own.
+/// A check's evidence as plain text, for Gradescope and JUnit (each shows
+/// its control characters as its syntax wants). Observed text of several
+/// lines starts on a line of its own.
 fn evidence(check: &CheckResult) -> String {
     let observed_break = if check.observed.contains('\n') {
         "\n"
@@ -84,7 +70,7 @@ fn evidence(check: &CheckResult) -> String {
     if let Some(hint) = &check.hint {
         lines.push(format!("hint: {hint}"));
     }
-    show_controls(&lines.join("\n"))
+    lines.join("\n")
 }
 
 /// Pretty JSON with a final newline.
