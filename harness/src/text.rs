@@ -1,4 +1,4 @@
-//! Untrusted text rendered into HTML, Markdown and CSV, under one
+//! Untrusted text rendered into HTML, XML, Markdown and CSV, under one
 //! control-character policy.
 //!
 //! Much of what labcheck renders is not its own: a console prints anything
@@ -63,6 +63,44 @@ pub fn html(text: &str) -> String {
         }
     }
     out
+}
+
+/// XML element text, for quick-junit to write (it writes the entities).
+/// quick-junit deletes every control character but the line feed, tab
+/// included, so tabs are expanded to spaces, to the next multiple of 8
+/// columns (counted in characters), and a console's columns stay aligned.
+pub fn xml_text(text: &str) -> String {
+    let shown = show_controls(text);
+    let mut out = String::with_capacity(shown.len());
+    let mut column = 0;
+    for c in shown.chars() {
+        match c {
+            '\t' => {
+                let spaces = TAB_STOP - column % TAB_STOP;
+                out.extend(std::iter::repeat_n(' ', spaces));
+                column += spaces;
+            }
+            '\n' => {
+                out.push(c);
+                column = 0;
+            }
+            c => {
+                out.push(c);
+                column += 1;
+            }
+        }
+    }
+    out
+}
+
+const TAB_STOP: usize = 8;
+
+/// An XML attribute value, for quick-junit to write (it writes the
+/// entities), on one line: an XML parser reads a line break or a tab in an
+/// attribute as a space anyway, and quick-junit would write one raw (or
+/// delete a tab), so the file says what its readers see.
+pub fn xml_attr(text: &str) -> String {
+    show_controls(text).replace(['\n', '\t'], " ")
 }
 
 /// Text inside a line of Markdown, shown as written: on one line (so it
@@ -169,6 +207,27 @@ mod tests {
     #[case::script("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;")]
     fn html_text_is_escaped(#[case] text: &str, #[case] escaped: &str) {
         assert_eq!(html(text), escaped);
+    }
+
+    #[rstest]
+    #[case::markup_left_to_the_writer("a < b & \"c\" ]]>", "a < b & \"c\" ]]>")]
+    #[case::esc_nul_c1("\u{1b}[31mred\u{0}\u{9b}", "␛[31mred␀\\u{9b}")]
+    #[case::xml_noncharacters("\u{fffe}\u{ffff}", "\\u{fffe}\\u{ffff}")]
+    #[case::crlf_and_lone_cr("a\r\nb\rc", "a\nb␍c")]
+    #[case::tab_to_the_next_stop("ab\tc", "ab      c")]
+    #[case::tab_on_a_stop("12345678\tx", "12345678        x")]
+    #[case::tab_stops_restart_on_each_line("abc\nd\te", "abc\nd       e")]
+    fn xml_text_is_shown_with_tabs_expanded(#[case] text: &str, #[case] shown: &str) {
+        assert_eq!(xml_text(text), shown);
+    }
+
+    #[rstest]
+    #[case::markup_left_to_the_writer("say \"hi\" & <go>", "say \"hi\" & <go>")]
+    #[case::line_breaks_and_tabs("two\nlines\tand a tab", "two lines and a tab")]
+    #[case::crlf("one\r\ntwo", "one two")]
+    #[case::bell("\u{7}bell", "␇bell")]
+    fn xml_attributes_are_shown_on_one_line(#[case] text: &str, #[case] shown: &str) {
+        assert_eq!(xml_attr(text), shown);
     }
 
     #[rstest]
