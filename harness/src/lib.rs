@@ -15,5 +15,6 @@ pub mod runner;
 pub mod sandbox;
 pub mod scenario;
 pub mod shard;
+pub mod text;
 pub mod time;
 pub mod vm;

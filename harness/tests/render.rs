@@ -183,6 +183,7 @@ fn unescape(xml: &str) -> String {
     xml.replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&quot;", "\"")
+        .replace("&apos;", "'")
         .replace("&#10;", "\n")
         .replace("&amp;", "&")
 }

@@ -12,6 +12,7 @@ use super::model::{
     ErratumReport, LabOutcome, LabReport, Outcome, Report, StepReport, SubstitutionReport,
     TranscriptReport,
 };
+use crate::text;
 use crate::time::format_millis;
 
 /// Bytes of one transcript kept in the page: a console left running can
@@ -59,7 +60,7 @@ pub fn html(report: &Report, transcript: &dyn Fn(&str) -> Option<String>) -> Str
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n",
     );
-    let _ = writeln!(out, "<title>{}</title>", escape(&headline(report)));
+    let _ = writeln!(out, "<title>{}</title>", text::html(&headline(report)));
     let _ = writeln!(out, "<style>{STYLE}</style>\n</head>\n<body>");
     out.push_str(&environment(report));
     out.push_str(&summary_table(&report.labs));
@@ -111,7 +112,7 @@ fn environment(report: &Report) -> String {
     }
     format!(
         "<h1>{}</h1>\n<h2>Environment</h2>\n{}",
-        escape(&headline(report)),
+        text::html(&headline(report)),
         fact_list(&facts)
     )
 }
@@ -120,7 +121,7 @@ fn environment(report: &Report) -> String {
 fn fact_list(facts: &[(&str, &str)]) -> String {
     let mut out = String::from("<dl class=\"facts\">\n");
     for (label, value) in facts {
-        let _ = writeln!(out, "<dt>{label}</dt><dd>{}</dd>", escape(value));
+        let _ = writeln!(out, "<dt>{label}</dt><dd>{}</dd>", text::html(value));
     }
     out.push_str("</dl>\n");
     out
@@ -147,7 +148,7 @@ fn summary_table(labs: &[LabReport]) -> String {
             out,
             "<tr><td><a href=\"#{}\">{}</a></td><td class=\"outcome {}\">{} {}</td>",
             lab_anchor(index),
-            escape(&lab.id),
+            text::html(&lab.id),
             lab_class(lab.outcome),
             lab.outcome.mark(),
             lab.outcome.word(),
@@ -181,8 +182,8 @@ fn lab_section(
         lab_anchor(index),
         lab_class(lab.outcome),
         lab.outcome.mark(),
-        escape(&lab.id),
-        escape(&lab.title),
+        text::html(&lab.id),
+        text::html(&lab.title),
         lab_class(lab.outcome),
         lab.outcome.word(),
     );
@@ -214,8 +215,8 @@ fn stand_ins(lab: &LabReport) -> String {
         let _ = writeln!(
             out,
             "<li><code>{}</code>: the built-in guest as <code>{}</code></li>",
-            escape(&stand_in.name),
-            escape(&stand_in.form)
+            text::html(&stand_in.name),
+            text::html(&stand_in.form)
         );
     }
     out.push_str("</ul>\n");
@@ -235,11 +236,11 @@ fn substitutions(substitutions: &[SubstitutionReport]) -> String {
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{} → <code>{}</code></td><td>{}</td></tr>",
-            escape(&s.vm),
-            escape(&s.kind),
+            text::html(&s.vm),
+            text::html(&s.kind),
             original(&s.original),
-            escape(&s.replacement),
-            escape(&s.reason),
+            text::html(&s.replacement),
+            text::html(&s.reason),
         );
     }
     out.push_str("</table>\n");
@@ -251,7 +252,7 @@ fn original(text: &str) -> String {
     if text.is_empty() {
         "<em>(added)</em>".to_string()
     } else {
-        format!("<code>{}</code>", escape(text))
+        format!("<code>{}</code>", text::html(text))
     }
 }
 
@@ -283,8 +284,8 @@ fn timeline(steps: &[StepReport]) -> String {
             "<div class=\"tl-row\"><span class=\"tl-label\" title=\"{name}\">{label}: {name}</span>\
              <span class=\"tl-track\"><span class=\"tl-bar {class}{vm_class}\" style=\"left:{left};width:{width}\" title=\"{name}\"></span></span>\
              <span class=\"tl-dur\">{dur}</span></div>",
-            name = escape(&step.name),
-            label = escape(&label),
+            name = text::html(&step.name),
+            label = text::html(&label),
             class = outcome_class(step.outcome),
             left = percent(start, total),
             width = percent(step.duration_ms, total),
@@ -312,8 +313,8 @@ fn step_article(step: &StepReport) -> String {
     let mut out = format!(
         "<article class=\"step {class}\">\n<h4><span class=\"mark {class}\">{}</span> {}</h4>\n<p class=\"meta\">{}</p>\n",
         step.outcome.mark(),
-        escape(&step.name),
-        escape(&meta.join(" · ")),
+        text::html(&step.name),
+        text::html(&meta.join(" · ")),
     );
     out.push_str(&step_facts(step));
     if let Some(erratum) = &step.erratum {
@@ -328,7 +329,7 @@ fn step_article(step: &StepReport) -> String {
             out,
             "<details{open}><summary>Output ({})</summary><pre>{}</pre></details>",
             line_count(&step.output),
-            escape(&step.output)
+            text::html(&step.output)
         );
     }
     if !step.console_tail.is_empty() {
@@ -336,7 +337,7 @@ fn step_article(step: &StepReport) -> String {
             out,
             "<p>Console tail (last {} lines):</p>\n<pre class=\"console\">{}</pre>",
             step.console_tail.len(),
-            escape(&step.console_tail.join("\n"))
+            text::html(&step.console_tail.join("\n"))
         );
     }
     out.push_str("</article>\n");
@@ -351,20 +352,20 @@ fn step_facts(step: &StepReport) -> String {
         let _ = writeln!(
             out,
             "<dt>Command</dt><dd><pre>{}</pre></dd>",
-            escape(command)
+            text::html(command)
         );
     }
     if let Some(exit) = step.exit {
         let _ = writeln!(out, "<dt>Exit</dt><dd>{exit}</dd>");
     }
     for expected in &step.expected {
-        let _ = writeln!(out, "<dt>Expected</dt><dd>{}</dd>", escape(expected));
+        let _ = writeln!(out, "<dt>Expected</dt><dd>{}</dd>", text::html(expected));
     }
     for mismatch in &step.mismatches {
         let _ = writeln!(
             out,
             "<dt class=\"outcome o-failed\">Observed</dt><dd>{}</dd>",
-            escape(mismatch)
+            text::html(mismatch)
         );
     }
     if let Some(note) = &step.note {
@@ -372,7 +373,7 @@ fn step_facts(step: &StepReport) -> String {
             Outcome::NotChecked => "Not checked because",
             _ => "Note",
         };
-        let _ = writeln!(out, "<dt>{label}</dt><dd>{}</dd>", escape(note));
+        let _ = writeln!(out, "<dt>{label}</dt><dd>{}</dd>", text::html(note));
     }
     out.push_str("</dl>\n");
     out
@@ -383,7 +384,7 @@ fn erratum_block(erratum: &ErratumReport) -> String {
     let _ = writeln!(
         out,
         "<dt class=\"outcome\">Erratum</dt><dd>{}</dd>",
-        escape(&erratum.reason)
+        text::html(&erratum.reason)
     );
     if !erratum.reproduced {
         out.push_str(
@@ -392,7 +393,7 @@ fn erratum_block(erratum: &ErratumReport) -> String {
     }
     match &erratum.fix {
         Some(fix) => {
-            let _ = writeln!(out, "<dt>Fix</dt><dd><pre>{}</pre></dd>", escape(fix));
+            let _ = writeln!(out, "<dt>Fix</dt><dd><pre>{}</pre></dd>", text::html(fix));
         }
         None if erratum.reproduced => out.push_str("<dt>Fix</dt><dd>none</dd>\n"),
         None => {}
@@ -406,7 +407,7 @@ fn erratum_block(erratum: &ErratumReport) -> String {
             out,
             "<details><summary>Fix output ({})</summary><pre>{}</pre></details>",
             line_count(&erratum.fix_output),
-            escape(&erratum.fix_output)
+            text::html(&erratum.fix_output)
         );
     }
     out
@@ -432,16 +433,16 @@ fn transcripts(transcripts: &[TranscriptReport], read: &dyn Fn(&str) -> Option<S
                 let _ = writeln!(
                     out,
                     "<details class=\"transcript\"><summary>{} ({})</summary>{cut_note}<pre>{}</pre></details>",
-                    escape(&summary),
+                    text::html(&summary),
                     line_count(&text),
-                    escape(kept)
+                    text::html(kept)
                 );
             }
             None => {
                 let _ = writeln!(
                     out,
                     "<details class=\"transcript\"><summary>{}: not available</summary><p>The file could not be read next to the report.</p></details>",
-                    escape(&summary)
+                    text::html(&summary)
                 );
             }
         }
@@ -464,40 +465,6 @@ fn line_count(text: &str) -> String {
         1 => "1 line".to_string(),
         n => format!("{n} lines"),
     }
-}
-
-/// Text from the report as HTML text or attribute value. A console can
-/// print anything: control characters other than newline and tab are shown
-/// as their Unicode control pictures (ESC as ␛), so escape sequences stay
-/// visible and cannot reach the reader's terminal if the page is cat'ed; a
-/// CR before a LF (serial consoles end lines so) is dropped.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\n' | '\t' => out.push(c),
-            c if c < ' ' => out.push(control_picture(c)),
-            '\u{7f}' => out.push('␡'),
-            // C1 controls: no picture exists; show the code point.
-            c if ('\u{80}'..='\u{9f}').contains(&c) => {
-                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// U+2400 + c: the Control Pictures block mirrors C0 in order.
-fn control_picture(c: char) -> char {
-    char::from_u32(0x2400 + u32::from(c)).unwrap_or('\u{fffd}')
 }
 
 fn outcome_class(outcome: Outcome) -> &'static str {
@@ -534,18 +501,7 @@ fn lab_class(outcome: LabOutcome) -> &'static str {
 mod tests {
     use rstest::rstest;
 
-    use super::{escape, percent, tail, transcripts_in};
-
-    #[rstest]
-    #[case("a < b && c > d", "a &lt; b &amp;&amp; c &gt; d")]
-    #[case("say \"hi\" 'x'", "say &quot;hi&quot; &#39;x&#39;")]
-    #[case("line\r\nnext\ttab", "line\nnext\ttab")]
-    #[case("\u{1b}[0mok\r", "␛[0mok␍")]
-    #[case("\u{0}\u{7}\u{7f}\u{9b}", "␀␇␡\\u{9b}")]
-    #[case("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;")]
-    fn report_text_is_escaped(#[case] text: &str, #[case] escaped: &str) {
-        assert_eq!(escape(text), escaped);
-    }
+    use super::{percent, tail, transcripts_in};
 
     #[rstest]
     #[case(0, 0, "0.00%")]

@@ -1,71 +1,35 @@
 //! The JUnit XML renderer, for CI test reports (GitHub and GitLab test
 //! reports, nextest's format): one `<testsuite>` per lab, one `<testcase>`
 //! per step. Renders the model; decides no outcome of its own.
+//!
+//! quick-junit, cargo-nextest's own writer, writes the XML, here and for
+//! grading (`grade::outputs::junit`), through the few builders below that
+//! pass every text through [`crate::text`] first: quick-junit escapes
+//! markup, and would silently delete control characters, which the policy
+//! shows instead.
+
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
 
 use super::model::{LabReport, Outcome, Report, StepReport};
+use crate::text;
 
 /// The report as JUnit XML. Deterministic: it holds no timestamp or host
-/// name the model does not hold.
+/// name the model does not hold. Counts are JUnit's: a not-checked claim
+/// counts as skipped, an erratum as a test that ran (and passed).
 pub fn junit(report: &Report) -> String {
-    let counts = Counts::of(report.labs.iter().flat_map(|lab| &lab.steps));
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    // No `time` here: labs may run in parallel, and the model holds no wall
-    // time of the whole run (a sum of the labs' would overstate it).
-    out.push_str(&format!(
-        "<testsuites name=\"labcheck\" {}>\n",
-        counts.attributes()
-    ));
-    for lab in &report.labs {
-        write_suite(&mut out, report, lab);
-    }
-    out.push_str("</testsuites>\n");
-    out
+    // No `time` on `<testsuites>`: labs may run in parallel, and the model
+    // holds no wall time of the whole run (a sum of the labs' would
+    // overstate it).
+    let mut document = quick_junit::Report::new("labcheck");
+    document.add_test_suites(report.labs.iter().map(|lab| suite(report, lab)));
+    to_xml(&document)
 }
 
-/// Step counts in JUnit's terms: a not-checked claim counts as skipped, an
-/// erratum as a test that ran (and passed).
-struct Counts {
-    tests: usize,
-    failures: usize,
-    errors: usize,
-    skipped: usize,
-}
-
-impl Counts {
-    fn of<'a>(steps: impl Iterator<Item = &'a StepReport>) -> Self {
-        let mut counts = Counts {
-            tests: 0,
-            failures: 0,
-            errors: 0,
-            skipped: 0,
-        };
-        for step in steps {
-            counts.tests += 1;
-            match step.outcome {
-                Outcome::Failed => counts.failures += 1,
-                Outcome::Error => counts.errors += 1,
-                Outcome::Skipped | Outcome::NotChecked => counts.skipped += 1,
-                Outcome::Passed | Outcome::Erratum => {}
-            }
-        }
-        counts
-    }
-
-    fn attributes(&self) -> String {
-        format!(
-            "tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\"",
-            self.tests, self.failures, self.errors, self.skipped
-        )
-    }
-}
-
-fn write_suite(out: &mut String, report: &Report, lab: &LabReport) {
-    out.push_str(&format!(
-        "  <testsuite name=\"{}\" {} time=\"{}\">\n",
-        attr(&lab.id),
-        Counts::of(lab.steps.iter()).attributes(),
-        seconds(lab.duration_ms)
-    ));
+fn suite(report: &Report, lab: &LabReport) -> TestSuite {
+    let mut suite = TestSuite::new(text::xml_attr(&lab.id));
+    suite.set_time(Duration::from_millis(lab.duration_ms));
     let env = &report.environment;
     let substitutions = lab.substitutions.len().to_string();
     let properties = [
@@ -77,59 +41,45 @@ fn write_suite(out: &mut String, report: &Report, lab: &LabReport) {
         ("accelerator", env.accelerator.as_str()),
         ("guest_digest", env.guest_digest.as_str()),
     ];
-    out.push_str("    <properties>\n");
-    for (name, value) in properties {
-        out.push_str(&format!(
-            "      <property name=\"{name}\" value=\"{}\"/>\n",
-            attr(value)
-        ));
-    }
-    out.push_str("    </properties>\n");
-    for step in &lab.steps {
-        write_case(out, &lab.id, step);
-    }
-    out.push_str("  </testsuite>\n");
+    suite.add_properties(
+        properties
+            .into_iter()
+            .map(|(name, value)| Property::new(name, text::xml_attr(value))),
+    );
+    suite.add_test_cases(lab.steps.iter().map(|step| case(&lab.id, step)));
+    suite
 }
 
-fn write_case(out: &mut String, lab_id: &str, step: &StepReport) {
-    let open = format!(
-        "    <testcase classname=\"{}\" name=\"{}\" time=\"{}\"",
-        attr(lab_id),
-        attr(&step.name),
-        seconds(step.duration_ms)
-    );
+fn case(lab_id: &str, step: &StepReport) -> TestCase {
     let note = step.note.as_deref().unwrap_or_default();
-    let body = match step.outcome {
-        Outcome::Failed => Some(verdict("failure", step)),
-        Outcome::Error => Some(verdict("error", step)),
-        Outcome::Skipped => Some(format!("<skipped message=\"{}\"/>", attr(note))),
-        Outcome::NotChecked => Some(format!(
-            "<skipped message=\"{}\"/>",
-            attr(&format!("not checked: {note}"))
-        )),
-        Outcome::Passed | Outcome::Erratum => erratum_note(step)
-            .map(|text| format!("<system-out>{}</system-out>", text_content(&text))),
+    let (status, system_out) = match step.outcome {
+        Outcome::Failed => (verdict(NonSuccessKind::Failure, step), None),
+        Outcome::Error => (verdict(NonSuccessKind::Error, step), None),
+        Outcome::Skipped => (skipped(note), None),
+        Outcome::NotChecked => (skipped(&format!("not checked: {note}")), None),
+        Outcome::Passed | Outcome::Erratum => (TestCaseStatus::success(), erratum_note(step)),
     };
-    match body {
-        Some(body) => out.push_str(&format!("{open}>\n      {body}\n    </testcase>\n")),
-        None => out.push_str(&format!("{open}/>\n")),
+    let mut case = test_case(lab_id, &step.name, status);
+    case.set_time(Duration::from_millis(step.duration_ms));
+    if let Some(system_out) = system_out {
+        case.set_system_out(text::xml_text(&system_out));
     }
+    case
 }
 
 /// A `<failure>` or `<error>`: the first thing that did not hold as its
 /// message, and everything a reader needs to see why as its text.
-fn verdict(element: &str, step: &StepReport) -> String {
+fn verdict(kind: NonSuccessKind, step: &StepReport) -> TestCaseStatus {
+    let element = match kind {
+        NonSuccessKind::Failure => "failure",
+        NonSuccessKind::Error => "error",
+    };
     let message = step
         .mismatches
         .first()
         .or(step.note.as_ref())
         .map_or(element, String::as_str);
-    format!(
-        "<{element} message=\"{}\" type=\"{}\">{}</{element}>",
-        attr(message),
-        attr(step.kind.as_str()),
-        text_content(&evidence(step))
-    )
+    non_success(kind, message, step.kind.as_str(), Some(&evidence(step)))
 }
 
 /// The evidence of a failed or errored step, as plain text.
@@ -177,73 +127,105 @@ fn erratum_note(step: &StepReport) -> Option<String> {
     })
 }
 
-/// Milliseconds as JUnit's seconds.
-pub(crate) fn seconds(ms: u64) -> String {
-    format!("{}.{:03}", ms / 1000, ms % 1000)
+/// A test case of `class` named `name`, with both made safe for XML.
+pub(crate) fn test_case(class: &str, name: &str, status: TestCaseStatus) -> TestCase {
+    let mut case = TestCase::new(text::xml_attr(name), status);
+    case.set_classname(text::xml_attr(class));
+    case
 }
 
-/// Text escaped for an attribute value: line breaks and tabs too, which an
-/// XML parser would otherwise fold into spaces.
-pub(crate) fn attr(text: &str) -> String {
-    escape(text, true)
-}
-
-/// Text escaped for element content.
-pub(crate) fn text_content(text: &str) -> String {
-    escape(text, false)
-}
-
-fn escape(text: &str, in_attribute: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' if in_attribute => out.push_str("&quot;"),
-            '\n' | '\r' | '\t' if in_attribute => out.push_str(&format!("&#{};", u32::from(c))),
-            '\n' | '\r' | '\t' => out.push(c),
-            // XML 1.0 forbids these even as character references; a console
-            // transcript can hold them (e.g. ESC), so show them as text.
-            c if is_forbidden_in_xml(c) => out.push_str(&c.escape_unicode().to_string()),
-            c => out.push(c),
-        }
+/// A `<failure>` or `<error>` with its message, type and text (if any), all
+/// made safe for XML.
+pub(crate) fn non_success(
+    kind: NonSuccessKind,
+    message: &str,
+    ty: &str,
+    description: Option<&str>,
+) -> TestCaseStatus {
+    let mut status = TestCaseStatus::non_success(kind);
+    status
+        .set_message(text::xml_attr(message))
+        .set_type(text::xml_attr(ty));
+    if let Some(description) = description {
+        status.set_description(text::xml_text(description));
     }
-    out
+    status
 }
 
-fn is_forbidden_in_xml(c: char) -> bool {
-    c < ' ' || c == '\u{FFFE}' || c == '\u{FFFF}'
+/// A `<skipped>` with its message made safe for XML.
+pub(crate) fn skipped(message: &str) -> TestCaseStatus {
+    let mut status = TestCaseStatus::skipped();
+    status.set_message(text::xml_attr(message));
+    status
+}
+
+/// The document as XML, with a final newline.
+pub(crate) fn to_xml(document: &quick_junit::Report) -> String {
+    // Serializing cannot fail here: it writes to memory, and every text in
+    // the document is a Rust string.
+    document
+        .to_string()
+        .expect("a JUnit document serializes to XML")
 }
 
 #[cfg(test)]
 mod tests {
+    use quick_junit::XmlString;
     use rstest::rstest;
 
-    use super::{attr, seconds, text_content};
+    use super::*;
 
+    /// quick-junit deletes ANSI escapes and control characters from any
+    /// text it is given: after the policy there is none left to delete.
     #[rstest]
-    #[case("a < b && c > d", "a &lt; b &amp;&amp; c &gt; d")]
-    #[case("line\none\ttab", "line\none\ttab")]
-    #[case("\u{1b}[0m", "\\u{1b}[0m")]
-    #[case("say \"hi\"", "say \"hi\"")]
-    fn text_is_escaped(#[case] text: &str, #[case] escaped: &str) {
-        assert_eq!(text_content(text), escaped);
+    #[case::ansi_colour("\u{1b}[31mred\u{1b}[0m")]
+    #[case::c0_and_del("\u{0}\u{7}\u{8}\u{7f}")]
+    #[case::c1_csi("\u{9b}31m")]
+    #[case::line_ends_and_tabs("a\r\nb\rc\td\n")]
+    #[case::xml_noncharacters("\u{fffe}\u{ffff}")]
+    fn quick_junit_finds_nothing_to_strip_after_the_policy(#[case] raw: &str) {
+        for safe in [text::xml_text(raw), text::xml_attr(raw)] {
+            assert_eq!(XmlString::new(&safe).as_str(), safe);
+        }
     }
 
-    #[rstest]
-    #[case("say \"hi\" & go", "say &quot;hi&quot; &amp; go")]
-    #[case("two\nlines", "two&#10;lines")]
-    #[case("\u{7}bell", "\\u{7}bell")]
-    fn attributes_are_escaped(#[case] text: &str, #[case] escaped: &str) {
-        assert_eq!(attr(text), escaped);
+    fn broken() -> Report {
+        let json = include_str!("../../../fixtures/reports/broken.json");
+        serde_json::from_str(json).expect("a recorded report fits the model")
     }
 
-    #[rstest]
-    #[case(0, "0.000")]
-    #[case(7, "0.007")]
-    #[case(81_531, "81.531")]
-    fn milliseconds_become_seconds(#[case] ms: u64, #[case] text: &str) {
-        assert_eq!(seconds(ms), text);
+    #[test]
+    fn console_control_characters_show_in_the_xml() {
+        let mut report = broken();
+        let failed = report.labs[0]
+            .steps
+            .iter_mut()
+            .find(|step| step.outcome == Outcome::Failed)
+            .expect("a failed step");
+        failed.mismatches[0] = "a\nb \u{1b}[0m".to_string();
+        failed.console_tail = vec!["\u{1b}[31mred\u{0}\tx \u{9b} \u{fffe} a\rb".to_string()];
+        let xml = junit(&report);
+        assert!(xml.contains("message=\"a b ␛[0m\""), "{xml}");
+        // The tab goes to column 16 of the line `| ␛[31mred␀` starts.
+        assert!(
+            xml.contains("| ␛[31mred␀     x \\u{9b} \\u{fffe} a␍b\n"),
+            "{xml}"
+        );
+        assert!(!xml
+            .chars()
+            .any(|c| c.is_control() && c != '\n' || matches!(c, '\u{fffe}' | '\u{ffff}')));
+    }
+
+    #[test]
+    fn durations_are_seconds_with_milliseconds() {
+        let mut report = broken();
+        report.labs[0].duration_ms = 7;
+        report.labs[0].steps[0].duration_ms = 81_531;
+        let xml = junit(&report);
+        assert!(xml.contains("failures=\"1\" time=\"0.007\">"), "{xml}");
+        assert!(
+            xml.contains("classname=\"socket\" time=\"81.531\">"),
+            "{xml}"
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! decides no outcome of its own.
 
 use super::model::{LabOutcome, LabReport, Outcome, Report, StepReport};
+use crate::text;
 use crate::time::format_millis;
 
 /// How large the summary may grow, in bytes. A pull-request comment holds at
@@ -57,9 +58,9 @@ fn header(report: &Report) -> String {
     format!(
         "## labcheck: {passed} of {} lab(s) passed\n\nlabcheck {} · {} · accelerator {} · guest `{}`\n\n",
         report.labs.len(),
-        inline(&env.labcheck),
-        inline(&env.qemu),
-        inline(env.accelerator.as_str()),
+        text::markdown_inline(&env.labcheck),
+        text::markdown_inline(&env.qemu),
+        text::markdown_inline(env.accelerator.as_str()),
         short_digest(&env.guest_digest),
     )
 }
@@ -73,7 +74,7 @@ fn summary_table(labs: &[LabReport]) -> String {
         let count = |o: Outcome| lab.steps.iter().filter(|s| s.outcome == o).count();
         out.push_str(&format!(
             "| {} | {} {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            inline(&lab.id),
+            text::markdown_inline(&lab.id),
             lab.outcome.mark(),
             lab.outcome.word(),
             count(Outcome::Passed),
@@ -94,11 +95,11 @@ fn failure_section(lab: &LabReport) -> String {
     let mut out = format!(
         "\n### {} {}: {} ({})\n\nHandout: {} · network: {}\n",
         lab.outcome.mark(),
-        inline(&lab.id),
-        inline(&lab.title),
+        text::markdown_inline(&lab.id),
+        text::markdown_inline(&lab.title),
         lab.outcome.word(),
-        inline(&lab.handout),
-        inline(&lab.network),
+        text::markdown_inline(&lab.handout),
+        text::markdown_inline(&lab.network),
     );
     for step in lab
         .steps
@@ -119,12 +120,12 @@ fn failed_step(step: &StepReport) -> String {
     let on = step
         .vm
         .as_ref()
-        .map(|vm| format!(" on {}", code(vm)))
+        .map(|vm| format!(" on {}", text::markdown_code(vm)))
         .unwrap_or_default();
     let mut out = format!(
         "\n#### {mark} {}\n\n{} step{on}, {}\n\n",
-        inline(&step.name),
-        code(step.kind.as_str()),
+        text::markdown_inline(&step.name),
+        text::markdown_code(step.kind.as_str()),
         format_millis(step.duration_ms),
     );
     let mut facts = Vec::new();
@@ -139,7 +140,7 @@ fn failed_step(step: &StepReport) -> String {
     if let Some(note) = &step.note {
         facts.push(format!("note:     {note}"));
     }
-    out.push_str(&fenced(&facts.join("\n")));
+    out.push_str(&text::markdown_fenced(&facts.join("\n")));
     let output: Vec<&str> = step.output.lines().collect();
     out.push_str(&last_lines("Output", &output, OUTPUT_LINES));
     let console: Vec<&str> = step.console_tail.iter().map(String::as_str).collect();
@@ -162,7 +163,10 @@ fn last_lines(caption: &str, lines: &[&str], keep: usize) -> String {
     } else {
         format!("last {} of {} lines", shown.len(), lines.len())
     };
-    format!("\n{caption} ({which}):\n\n{}", fenced(&shown.join("\n")))
+    format!(
+        "\n{caption} ({which}):\n\n{}",
+        text::markdown_fenced(&shown.join("\n"))
+    )
 }
 
 /// A lab's errata and unchecked claims, folded: what a reader checks once,
@@ -176,8 +180,8 @@ fn details_section(lab: &LabReport) -> Option<String> {
         .map(|s| {
             format!(
                 "- **{}**: {}\n",
-                inline(&s.name),
-                inline(s.note.as_deref().unwrap_or("no reason given"))
+                text::markdown_inline(&s.name),
+                text::markdown_inline(s.note.as_deref().unwrap_or("no reason given"))
             )
         })
         .collect();
@@ -186,7 +190,7 @@ fn details_section(lab: &LabReport) -> Option<String> {
     }
     let mut out = format!(
         "\n<details><summary>{}: {} errata, {} not checked</summary>\n",
-        html(&lab.id),
+        text::html(&lab.id),
         errata.len(),
         claims.len()
     );
@@ -201,8 +205,8 @@ fn details_section(lab: &LabReport) -> Option<String> {
 
 fn erratum_item(step: &StepReport) -> Option<String> {
     let erratum = step.erratum.as_ref()?;
-    let name = inline(&step.name);
-    let reason = inline(&erratum.reason);
+    let name = text::markdown_inline(&step.name);
+    let reason = text::markdown_inline(&erratum.reason);
     if !erratum.reproduced {
         return Some(format!(
             "- **{name}**: no longer reproduces, the handout's command works as printed (erratum: {reason})\n"
@@ -212,7 +216,7 @@ fn erratum_item(step: &StepReport) -> Option<String> {
     let fix = erratum
         .fix
         .as_ref()
-        .map(|fix| format!("fix used: {}", code(fix)))
+        .map(|fix| format!("fix used: {}", text::markdown_code(fix)))
         .unwrap_or_else(|| "no fix".to_string());
     Some(format!("- **{name}**: {reason}\n  - {fix}\n"))
 }
@@ -229,88 +233,9 @@ fn clip(line: &str) -> String {
     }
 }
 
-/// Text in a fenced block whose fence no run of backticks in it can close.
-pub(crate) fn fenced(text: &str) -> String {
-    let fence = "`".repeat(longest_backtick_run(text).max(2) + 1);
-    format!("{fence}text\n{text}\n{fence}\n")
-}
-
-/// Text as an inline code span, on one line.
-fn code(text: &str) -> String {
-    let one_line = text.replace(['\n', '\r'], " ");
-    let ticks = "`".repeat(longest_backtick_run(&one_line) + 1);
-    // A span that starts or ends with a backtick needs a space inside.
-    let pad = if one_line.starts_with('`') || one_line.ends_with('`') {
-        " "
-    } else {
-        ""
-    };
-    format!("{ticks}{pad}{one_line}{pad}{ticks}")
-}
-
-pub(crate) fn longest_backtick_run(text: &str) -> usize {
-    text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
-}
-
-/// Text that Markdown shows as written, on one line: its punctuation is
-/// backslash-escaped (a step name like `VM1: 2*2 <b>` stays as it is). An
-/// `_` inside a word is left alone: it cannot start emphasis there, and an
-/// escape would break a URL GitHub links (`x86_64`).
-fn inline(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    for (i, &c) in chars.iter().enumerate() {
-        let in_word = |at: Option<&char>| at.is_some_and(|c| c.is_alphanumeric());
-        let intraword =
-            in_word(i.checked_sub(1).and_then(|j| chars.get(j))) && in_word(chars.get(i + 1));
-        match c {
-            '\n' | '\r' => out.push(' '),
-            '_' if intraword => out.push(c),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '~' | '!' | '&' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Text inside an HTML element (`<summary>`), where Markdown is not read.
-fn html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 #[cfg(test)]
 mod tests {
-    use rstest::rstest;
-
-    use super::{clip, code, fenced, inline, LINE_CHARS};
-
-    #[rstest]
-    #[case("plain", "`plain`")]
-    #[case("a `b` c", "``a `b` c``")]
-    #[case("`start", "`` `start ``")]
-    #[case("two\nlines", "`two lines`")]
-    fn code_spans_hold_any_text(#[case] text: &str, #[case] span: &str) {
-        assert_eq!(code(text), span);
-    }
-
-    #[test]
-    fn a_fence_outlasts_the_backticks_inside() {
-        assert_eq!(fenced("x"), "```text\nx\n```\n");
-        assert_eq!(fenced("a ```` b"), "`````text\na ```` b\n`````\n");
-    }
-
-    #[rstest]
-    #[case("VM1: ip a", "VM1: ip a")]
-    #[case("2*2 <b> | _x_ x_y", "2\\*2 \\<b\\> \\| \\_x\\_ x_y")]
-    #[case("one\ntwo", "one two")]
-    fn inline_text_shows_as_written(#[case] text: &str, #[case] shown: &str) {
-        assert_eq!(inline(text), shown);
-    }
+    use super::{clip, LINE_CHARS};
 
     #[test]
     fn long_lines_are_clipped_on_a_char_boundary() {
