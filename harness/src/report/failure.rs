@@ -10,8 +10,8 @@ use super::model::{Outcome, StepReport};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailureDescription<'a> {
     /// The first thing that did not hold, or why the step could not run: a
-    /// one-line summary (JUnit's `message`).
-    pub headline: &'a str,
+    /// one-line summary (JUnit's `message`); `None` when the step says neither.
+    pub headline: Option<&'a str>,
     /// What the step ran and expected, and what was seen instead.
     pub facts: Vec<Fact<'a>>,
     /// What the step printed (bounded already; renderers may show less).
@@ -72,7 +72,7 @@ pub fn describe_failure(step: &StepReport) -> Option<FailureDescription<'_>> {
         .mismatches
         .first()
         .or(step.note.as_ref())
-        .map_or("the step did not pass", String::as_str);
+        .map(String::as_str);
     Some(FailureDescription {
         headline,
         facts,
@@ -104,7 +104,7 @@ mod tests {
     fn facts_come_in_one_order_with_the_first_mismatch_as_headline() {
         let step = failed();
         let description = describe_failure(&step).expect("a failure is described");
-        assert_eq!(description.headline, "exit status was 1");
+        assert_eq!(description.headline, Some("exit status was 1"));
         let labels: Vec<&str> = description.facts.iter().map(|f| f.label.word()).collect();
         assert_eq!(
             labels,
@@ -122,7 +122,7 @@ mod tests {
             ..failed()
         };
         let description = describe_failure(&step).expect("an error is described");
-        assert_eq!(description.headline, "the link is down");
+        assert_eq!(description.headline, Some("the link is down"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
 
+use super::failure::{describe_failure, FailureDescription};
 use super::model::{LabReport, Outcome, Report, StepReport};
 use crate::text;
 
@@ -52,12 +53,15 @@ fn suite(report: &Report, lab: &LabReport) -> TestSuite {
 
 fn case(lab_id: &str, step: &StepReport) -> TestCase {
     let note = step.note.as_deref().unwrap_or_default();
-    let (status, system_out) = match step.outcome {
-        Outcome::Failed => (verdict(NonSuccessKind::Failure, step), None),
-        Outcome::Error => (verdict(NonSuccessKind::Error, step), None),
-        Outcome::Skipped => (skipped(note), None),
-        Outcome::NotChecked => (skipped(&format!("not checked: {note}")), None),
-        Outcome::Passed | Outcome::Erratum => (TestCaseStatus::success(), erratum_note(step)),
+    // `describe_failure` describes exactly the failed and errored steps.
+    let (status, system_out) = match (step.outcome, describe_failure(step)) {
+        (Outcome::Failed, Some(failure)) => {
+            (verdict(NonSuccessKind::Failure, step, &failure), None)
+        }
+        (Outcome::Error, Some(failure)) => (verdict(NonSuccessKind::Error, step, &failure), None),
+        (Outcome::Skipped, _) => (skipped(note), None),
+        (Outcome::NotChecked, _) => (skipped(&format!("not checked: {note}")), None),
+        _ => (TestCaseStatus::success(), erratum_note(step)),
     };
     let mut case = test_case(lab_id, &step.name, status);
     case.set_time(Duration::from_millis(step.duration_ms));
@@ -69,43 +73,46 @@ fn case(lab_id: &str, step: &StepReport) -> TestCase {
 
 /// A `<failure>` or `<error>`: the first thing that did not hold as its
 /// message, and everything a reader needs to see why as its text.
-fn verdict(kind: NonSuccessKind, step: &StepReport) -> TestCaseStatus {
+fn verdict(
+    kind: NonSuccessKind,
+    step: &StepReport,
+    failure: &FailureDescription<'_>,
+) -> TestCaseStatus {
     let element = match kind {
         NonSuccessKind::Failure => "failure",
         NonSuccessKind::Error => "error",
     };
-    let message = step
-        .mismatches
-        .first()
-        .or(step.note.as_ref())
-        .map_or(element, String::as_str);
-    non_success(kind, message, step.kind.as_str(), Some(&evidence(step)))
+    let message = failure.headline.unwrap_or(element);
+    non_success(
+        kind,
+        message,
+        step.kind.as_str(),
+        Some(&evidence(step, failure)),
+    )
 }
 
 /// The evidence of a failed or errored step, as plain text.
-fn evidence(step: &StepReport) -> String {
+fn evidence(step: &StepReport, failure: &FailureDescription<'_>) -> String {
     let mut lines = Vec::new();
     if let Some(vm) = &step.vm {
         lines.push(format!("vm: {vm}"));
     }
-    if let Some(command) = &step.command {
-        lines.push(format!("command: {command}"));
-    }
-    if let Some(exit) = step.exit {
-        lines.push(format!("exit status: {exit}"));
-    }
-    lines.extend(step.expected.iter().map(|e| format!("expected: {e}")));
-    lines.extend(step.mismatches.iter().map(|m| format!("observed: {m}")));
-    if let Some(note) = &step.note {
-        lines.push(format!("note: {note}"));
-    }
-    if !step.output.is_empty() {
+    lines.extend(
+        failure
+            .facts
+            .iter()
+            .map(|fact| format!("{}: {}", fact.label.word(), fact.text)),
+    );
+    if !failure.output.is_empty() {
         lines.push("output:".to_string());
-        lines.extend(step.output.lines().map(|l| format!("> {l}")));
+        lines.extend(failure.output.iter().map(|l| format!("> {l}")));
     }
-    if !step.console_tail.is_empty() {
-        lines.push(format!("console (last {} lines):", step.console_tail.len()));
-        lines.extend(step.console_tail.iter().map(|l| format!("| {l}")));
+    if !failure.console_tail.is_empty() {
+        lines.push(format!(
+            "console (last {} lines):",
+            failure.console_tail.len()
+        ));
+        lines.extend(failure.console_tail.iter().map(|l| format!("| {l}")));
     }
     format!("\n{}\n", lines.join("\n"))
 }

@@ -3,6 +3,7 @@
 //! errata and unchecked claims of each lab folded away. Renders the model;
 //! decides no outcome of its own.
 
+use super::failure::describe_failure;
 use super::model::{LabOutcome, LabReport, Outcome, Report, StepReport};
 use crate::text;
 use crate::time::format_millis;
@@ -128,22 +129,17 @@ fn failed_step(step: &StepReport) -> String {
         text::markdown_code(step.kind.as_str()),
         format_millis(step.duration_ms),
     );
-    let mut facts = Vec::new();
-    if let Some(command) = &step.command {
-        facts.push(format!("command:  {command}"));
-    }
-    if let Some(exit) = step.exit {
-        facts.push(format!("exit:     {exit}"));
-    }
-    facts.extend(step.expected.iter().map(|e| format!("expected: {e}")));
-    facts.extend(step.mismatches.iter().map(|m| format!("observed: {m}")));
-    if let Some(note) = &step.note {
-        facts.push(format!("note:     {note}"));
-    }
+    let Some(failure) = describe_failure(step) else {
+        return out;
+    };
+    let facts: Vec<String> = failure
+        .facts
+        .iter()
+        .map(|fact| format!("{:<13}{}", format!("{}:", fact.label.word()), fact.text))
+        .collect();
     out.push_str(&text::markdown_fenced(&facts.join("\n")));
-    let output: Vec<&str> = step.output.lines().collect();
-    out.push_str(&last_lines("Output", &output, OUTPUT_LINES));
-    let console: Vec<&str> = step.console_tail.iter().map(String::as_str).collect();
+    out.push_str(&last_lines("Output", &failure.output, OUTPUT_LINES));
+    let console: Vec<&str> = failure.console_tail.iter().map(String::as_str).collect();
     out.push_str(&last_lines("Console tail", &console, CONSOLE_LINES));
     out
 }
