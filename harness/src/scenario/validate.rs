@@ -2,6 +2,7 @@
 //! collected in one pass, so an author fixes a file in one go.
 
 mod grading;
+mod suggest;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -21,6 +22,8 @@ use super::raw::{
     RawStep, RawVm, Strings,
 };
 use crate::time::parse_duration;
+pub(super) use suggest::did_you_mean;
+use suggest::did_you_mean_name;
 
 const GUEST_FORMS: [(&str, GuestForm); 3] = [
     ("guest:iso", GuestForm::Iso),
@@ -187,12 +190,10 @@ impl Validator<'_> {
         if let Some((_, network)) = NETWORKS.iter().find(|(key, _)| key == wanted) {
             return Some(*network);
         }
-        let help = match nearest(wanted, NETWORKS.map(|(key, _)| key)) {
-            Some(near) => format!("did you mean `{near}`?"),
-            None => "use `host` (the default) or `namespace` (a private network namespace \
-                     for the lab)"
-                .to_owned(),
-        };
+        let help = did_you_mean(wanted, NETWORKS.map(|(key, _)| key)).unwrap_or_else(|| {
+            "use `host` (the default) or `namespace` (a private network namespace for the lab)"
+                .to_owned()
+        });
         self.reject(
             Problem::new(
                 network.span(),
@@ -226,12 +227,11 @@ impl Validator<'_> {
             Some((_, form)) => Some(*form),
             None => {
                 let labels = GUEST_FORMS.map(|(label, _)| label);
-                let help = match nearest(form.get_ref(), labels) {
-                    Some(near) => format!("did you mean `{near}`?"),
-                    None => "use `guest:iso` (bootable ISO), `guest:disk` (bootable qcow2 disk) \
-                             or `guest:direct` (the ISO's guest, booted directly)"
-                        .to_owned(),
-                };
+                let help = did_you_mean(form.get_ref(), labels).unwrap_or_else(|| {
+                    "use `guest:iso` (bootable ISO), `guest:disk` (bootable qcow2 disk) \
+                     or `guest:direct` (the ISO's guest, booted directly)"
+                        .to_owned()
+                });
                 self.reject(
                     Problem::new(
                         form.span(),
@@ -401,10 +401,9 @@ impl Validator<'_> {
                 "second wait",
             ),
             None => {
-                let help = match nearest(wanted, self.backgrounds.keys()) {
-                    Some(near) => format!("did you mean `{near}`?"),
-                    None => "start it in an earlier step with background = \"…\"".to_owned(),
-                };
+                let help = did_you_mean(wanted, self.backgrounds.keys()).unwrap_or_else(|| {
+                    "start it in an earlier step with background = \"…\"".to_owned()
+                });
                 Problem::new(
                     label.span(),
                     format!("no earlier step runs `{wanted}` in the background"),
@@ -894,12 +893,11 @@ impl Validator<'_> {
                 "it is saved at line {}, after this step; save it before comparing",
                 TextPosition::of(self.text, at.start).line
             ),
-            None => match nearest(wanted, self.saved_digests.keys()) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None => format!(
+            None => did_you_mean(wanted, self.saved_digests.keys()).unwrap_or_else(|| {
+                format!(
                     "save it in an earlier step: check = {{ digest = \"…\", save = \"{wanted}\" }}"
-                ),
-            },
+                )
+            }),
         };
         self.reject(
             Problem::new(
@@ -1073,13 +1071,13 @@ impl Validator<'_> {
         if self.vm_names.contains(wanted) {
             return Some(wanted.clone());
         }
-        let help = match nearest(wanted, &self.vm_names) {
-            Some(near) => format!("did you mean `{near}`?"),
-            None if self.vm_names.is_empty() => {
+        let help = did_you_mean(wanted, &self.vm_names).unwrap_or_else(|| {
+            if self.vm_names.is_empty() {
                 format!("declare it in a [vm.{wanted}] table with its `qemu` command line")
+            } else {
+                format!("the lab declares {}", self.vm_names.join(", "))
             }
-            None => format!("the lab declares {}", self.vm_names.join(", ")),
-        };
+        });
         self.reject(
             Problem::new(
                 name.span(),
@@ -1099,16 +1097,13 @@ impl Validator<'_> {
         if is_name(name.get_ref()) {
             return true;
         }
-        let suggestion = to_name(name.get_ref());
         self.report(
             Problem::new(
                 name.span(),
                 format!("`{}` is not a valid {what}", name.get_ref()),
                 "lowercase letters, digits and `-` only",
             )
-            .with_optional_help(
-                (!suggestion.is_empty()).then(|| format!("did you mean `{suggestion}`?")),
-            ),
+            .with_optional_help(did_you_mean_name(name.get_ref())),
         );
         false
     }
@@ -1212,16 +1207,6 @@ fn is_name(text: &str) -> bool {
     text.starts_with(allowed) && text.chars().all(|c| allowed(c) || c == '-')
 }
 
-/// The nearest valid name: lowercase, runs of other characters as one `-`.
-fn to_name(text: &str) -> String {
-    let lowered = text.to_lowercase();
-    let words: Vec<&str> = lowered
-        .split(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit()))
-        .filter(|word| !word.is_empty())
-        .collect();
-    words.join("-")
-}
-
 /// TOML values as the JSON that `qemu-img info --output=json` prints.
 fn json(value: &toml::Value) -> serde_json::Value {
     use serde_json::Value as Json;
@@ -1239,47 +1224,6 @@ fn json(value: &toml::Value) -> serde_json::Value {
                 .collect(),
         ),
     }
-}
-
-/// The candidate a typo most likely meant: within about a third of its
-/// length in edits.
-pub(super) fn nearest<'c>(
-    wanted: &str,
-    candidates: impl IntoIterator<Item = &'c (impl AsRef<str> + 'c + ?Sized)>,
-) -> Option<&'c str> {
-    candidates
-        .into_iter()
-        .map(AsRef::as_ref)
-        .map(|candidate| (edit_distance(wanted, candidate), candidate))
-        .filter(|(distance, candidate)| distance * 3 <= candidate.chars().count().max(3))
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, candidate)| candidate)
-}
-
-/// Edit distance in characters, counting a swap of neighbours as one edit
-/// (optimal string alignment): `vm1` for `mv1` is a typo of one edit.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    // rows[i][j]: distance between the first i characters of a and first j of b.
-    let mut rows = vec![vec![0; b.len() + 1]; a.len() + 1];
-    for (i, row) in rows.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in rows[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let substitution = rows[i - 1][j - 1] + usize::from(a[i - 1] != b[j - 1]);
-            let mut best = substitution.min(rows[i - 1][j] + 1).min(rows[i][j - 1] + 1);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(rows[i - 2][j - 2] + 1);
-            }
-            rows[i][j] = best;
-        }
-    }
-    rows[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -1642,28 +1586,6 @@ mod tests {
     }
 
     #[rstest]
-    #[case("vm1", "vm1", 0)]
-    #[case("mv1", "vm1", 1)]
-    #[case("vm", "vm1", 1)]
-    #[case("nmae", "name", 1)]
-    #[case("kitten", "sitting", 3)]
-    #[case("", "abc", 3)]
-    fn edit_distances(#[case] a: &str, #[case] b: &str, #[case] distance: usize) {
-        assert_eq!(edit_distance(a, b), distance);
-        assert_eq!(edit_distance(b, a), distance);
-    }
-
-    #[test]
-    fn nearest_takes_only_close_candidates() {
-        assert_eq!(nearest("vm3", ["vm1", "router"]), Some("vm1"));
-        assert_eq!(nearest("web", ["vm1", "vm2"]), None);
-        assert_eq!(
-            nearest("server-2", ["server-1", "sever-2"]),
-            Some("server-1")
-        );
-    }
-
-    #[rstest]
     #[case("clone-cow", true)]
     #[case("0day", true)]
     #[case("-x", false)]
@@ -1672,13 +1594,5 @@ mod tests {
     #[case("", false)]
     fn names(#[case] name: &str, #[case] valid: bool) {
         assert_eq!(is_name(name), valid);
-    }
-
-    #[rstest]
-    #[case("Clone COW!", "clone-cow")]
-    #[case("VM_1", "vm-1")]
-    #[case("!!", "")]
-    fn names_suggested_for_invalid_ones(#[case] text: &str, #[case] suggestion: &str) {
-        assert_eq!(to_name(text), suggestion);
     }
 }

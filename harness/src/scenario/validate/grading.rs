@@ -6,7 +6,8 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use super::{nearest, Validator};
+use super::suggest::did_you_mean;
+use super::Validator;
 use crate::scenario::error::{Problem, TextPosition};
 use crate::scenario::model::{
     Action, Check, GradeStep, Grading, Role, RubricCheck, Slot, SlotKind, Visibility,
@@ -152,10 +153,8 @@ impl Validator<'_> {
     ) -> Option<Action> {
         let wanted = path.get_ref();
         if !self.slot_paths.contains(wanted) {
-            let help = match nearest(wanted, &self.slot_paths) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None => format!("declare it: [slot.\"{wanted}\"]"),
-            };
+            let help = did_you_mean(wanted, &self.slot_paths)
+                .unwrap_or_else(|| format!("declare it: [slot.\"{wanted}\"]"));
             return self.reject(
                 Problem::new(
                     path.span(),
@@ -316,10 +315,8 @@ impl Validator<'_> {
             if v.check_ids.contains_key(id) {
                 return Some(id.to_owned());
             }
-            let help = match nearest(id, v.check_ids.keys()) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None => "a check depends only on checks before it".to_owned(),
-            };
+            let help = did_you_mean(id, v.check_ids.keys())
+                .unwrap_or_else(|| "a check depends only on checks before it".to_owned());
             v.reject(
                 Problem::new(span, format!("no earlier check is `{id}`"), "unknown")
                     .with_help(help),
