@@ -5,6 +5,7 @@
 //! compile or a step with two actions.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// A place in a lab file, for messages that point back into it: 1-based
@@ -128,8 +129,7 @@ pub struct RubricCheck {
 }
 
 /// Who may see a check's result, as Gradescope names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Visibility {
     /// Shown to the student with its evidence. The default.
     #[default]
@@ -140,9 +140,48 @@ pub enum Visibility {
     AfterDueDate,
 }
 
+impl Visibility {
+    /// Every visibility, in the order help lists them.
+    pub const ALL: [Visibility; 3] = [
+        Visibility::Visible,
+        Visibility::Hidden,
+        Visibility::AfterDueDate,
+    ];
+
+    /// How a lab file, the gradebook and Gradescope write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Visible => "visible",
+            Visibility::Hidden => "hidden",
+            Visibility::AfterDueDate => "after_due_date",
+        }
+    }
+}
+
+impl FromStr for Visibility {
+    type Err = UnknownKeyword;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        from_keyword(&Self::ALL, Self::as_str, text)
+    }
+}
+
+/// Written as its keyword, so that results files read back what they wrote.
+impl serde::Serialize for Visibility {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Visibility {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// `network = "host"` (the default) or `network = "namespace"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Network {
     /// Host commands and QEMU run in the host's own network namespace.
     Host,
@@ -150,6 +189,27 @@ pub enum Network {
     /// when labcheck is not root): its host commands and QEMU run inside,
     /// `sudo` means the namespace's root, and nothing of it outlives the lab.
     Namespace,
+}
+
+impl Network {
+    /// Every network, in the order help lists them.
+    pub const ALL: [Network; 2] = [Network::Host, Network::Namespace];
+
+    /// How a lab file and the report write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Host => "host",
+            Network::Namespace => "namespace",
+        }
+    }
+}
+
+impl FromStr for Network {
+    type Err = UnknownKeyword;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        from_keyword(&Self::ALL, Self::as_str, text)
+    }
 }
 
 /// A file the handout expects to exist, provided by the built-in guest.
@@ -161,8 +221,7 @@ pub struct ImageStandIn {
 }
 
 /// The forms of the built-in guest (see DESIGN.md, "The guest").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuestForm {
     /// Bootable ISO (isolinux), linked read-only into the work dir. `guest:iso`
     Iso,
@@ -173,6 +232,57 @@ pub enum GuestForm {
     /// own decompression, about 5 s of each boot under TCG. For VMs whose boot is not what
     /// the lab shows. The ISO is linked into the work dir all the same. `guest:direct`
     Direct,
+}
+
+impl GuestForm {
+    /// Every form, in the order help lists them.
+    pub const ALL: [GuestForm; 3] = [GuestForm::Iso, GuestForm::Disk, GuestForm::Direct];
+
+    /// How a lab file's `[images]` and the report write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestForm::Iso => "guest:iso",
+            GuestForm::Disk => "guest:disk",
+            GuestForm::Direct => "guest:direct",
+        }
+    }
+}
+
+impl FromStr for GuestForm {
+    type Err = UnknownKeyword;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        from_keyword(&Self::ALL, Self::as_str, text)
+    }
+}
+
+/// A word that is none of an enum's keywords.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{word}` is not one of {}", .expected.join(", "))]
+pub struct UnknownKeyword {
+    pub word: String,
+    /// The keywords it could have been, quoted.
+    pub expected: Vec<String>,
+}
+
+/// The value of `values` that `keyword` writes as `text`: the one reading
+/// of each keyword enum's table (its `as_str`).
+fn from_keyword<T: Copy>(
+    values: &[T],
+    keyword: fn(T) -> &'static str,
+    text: &str,
+) -> Result<T, UnknownKeyword> {
+    values
+        .iter()
+        .copied()
+        .find(|value| keyword(*value) == text)
+        .ok_or_else(|| UnknownKeyword {
+            word: text.to_owned(),
+            expected: values
+                .iter()
+                .map(|value| format!("`{}`", keyword(*value)))
+                .collect(),
+        })
 }
 
 #[derive(Debug, Clone)]
@@ -337,4 +447,43 @@ pub struct Erratum {
     /// How the erratum shows itself. A failure that does not match this is a
     /// plain failure, not the known erratum.
     pub observed: Expectation,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each keyword enum's one table reads back what it writes.
+    #[test]
+    fn keywords_parse_back_to_their_values() {
+        for network in Network::ALL {
+            assert_eq!(network.as_str().parse(), Ok(network));
+        }
+        for form in GuestForm::ALL {
+            assert_eq!(form.as_str().parse(), Ok(form));
+        }
+        for visibility in Visibility::ALL {
+            assert_eq!(visibility.as_str().parse(), Ok(visibility));
+        }
+    }
+
+    #[test]
+    fn an_unknown_keyword_lists_the_known_ones() {
+        let error = "guest:cd".parse::<GuestForm>().expect_err("not a form");
+        assert_eq!(
+            error.to_string(),
+            "`guest:cd` is not one of `guest:iso`, `guest:disk`, `guest:direct`"
+        );
+    }
+
+    #[test]
+    fn a_visibility_is_serialized_as_its_keyword_and_read_back() {
+        for visibility in Visibility::ALL {
+            let json = serde_json::to_string(&visibility).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", visibility.as_str()));
+            let read: Visibility = serde_json::from_str(&json).expect("deserializes");
+            assert_eq!(read, visibility);
+        }
+        assert!(serde_json::from_str::<Visibility>("\"public\"").is_err());
+    }
 }
