@@ -23,15 +23,7 @@ use super::raw::{
 };
 use crate::time::parse_duration;
 pub(super) use suggest::did_you_mean;
-use suggest::did_you_mean_name;
-
-const GUEST_FORMS: [(&str, GuestForm); 3] = [
-    ("guest:iso", GuestForm::Iso),
-    ("guest:disk", GuestForm::Disk),
-    ("guest:direct", GuestForm::Direct),
-];
-
-const NETWORKS: [(&str, Network); 2] = [("host", Network::Host), ("namespace", Network::Namespace)];
+use suggest::{did_you_mean_name, keyword_help};
 
 pub(super) fn validate(path: &Path, text: &str, raw: &RawLab) -> Result<Lab, Vec<Problem>> {
     let mut validator = Validator {
@@ -187,13 +179,10 @@ impl Validator<'_> {
 
     fn network(&mut self, network: &Spanned<String>) -> Option<Network> {
         let wanted = network.get_ref();
-        if let Some((_, network)) = NETWORKS.iter().find(|(key, _)| key == wanted) {
-            return Some(*network);
+        if let Ok(network) = wanted.parse() {
+            return Some(network);
         }
-        let help = did_you_mean(wanted, NETWORKS.map(|(key, _)| key)).unwrap_or_else(|| {
-            "use `host` (the default) or `namespace` (a private network namespace for the lab)"
-                .to_owned()
-        });
+        let help = keyword_help(wanted, &Network::ALL, Network::as_str, network_gloss);
         self.reject(
             Problem::new(
                 network.span(),
@@ -220,18 +209,15 @@ impl Validator<'_> {
                 .with_help("name the file as the handout does, without a directory"),
             );
         }
-        let form = match GUEST_FORMS
-            .iter()
-            .find(|(label, _)| label == form.get_ref())
-        {
-            Some((_, form)) => Some(*form),
-            None => {
-                let labels = GUEST_FORMS.map(|(label, _)| label);
-                let help = did_you_mean(form.get_ref(), labels).unwrap_or_else(|| {
-                    "use `guest:iso` (bootable ISO), `guest:disk` (bootable qcow2 disk) \
-                     or `guest:direct` (the ISO's guest, booted directly)"
-                        .to_owned()
-                });
+        let form = match form.get_ref().parse() {
+            Ok(form) => Some(form),
+            Err(_) => {
+                let help = keyword_help(
+                    form.get_ref(),
+                    &GuestForm::ALL,
+                    GuestForm::as_str,
+                    form_gloss,
+                );
                 self.reject(
                     Problem::new(
                         form.span(),
@@ -1200,6 +1186,23 @@ impl CheckKind {
             | CheckKind::BridgedTaps => &[],
         }
     }
+}
+
+/// What help says of a network beside its keyword.
+fn network_gloss(network: Network) -> Option<&'static str> {
+    Some(match network {
+        Network::Host => "the default",
+        Network::Namespace => "a private network namespace for the lab",
+    })
+}
+
+/// What help says of a guest form beside its keyword.
+fn form_gloss(form: GuestForm) -> Option<&'static str> {
+    Some(match form {
+        GuestForm::Iso => "bootable ISO",
+        GuestForm::Disk => "bootable qcow2 disk",
+        GuestForm::Direct => "the ISO's guest, booted directly",
+    })
 }
 
 fn is_name(text: &str) -> bool {

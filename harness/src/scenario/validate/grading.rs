@@ -6,19 +6,13 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use super::suggest::did_you_mean;
+use super::suggest::{did_you_mean, use_one_of};
 use super::Validator;
 use crate::scenario::error::{Problem, TextPosition};
 use crate::scenario::model::{
     Action, Check, GradeStep, Grading, Role, RubricCheck, Slot, SlotKind, Visibility,
 };
 use crate::scenario::raw::{in_file_order, items, RawLab, RawSlot, RawStep, Strings};
-
-const VISIBILITIES: [(&str, Visibility); 3] = [
-    ("visible", Visibility::Visible),
-    ("hidden", Visibility::Hidden),
-    ("after_due_date", Visibility::AfterDueDate),
-];
 
 /// Points above this are a typo, not a rubric.
 const MAX_POINTS: i64 = 1000;
@@ -326,8 +320,8 @@ impl Validator<'_> {
 
     fn visibility(&mut self, raw: &Spanned<String>) -> Option<Visibility> {
         let wanted = raw.get_ref();
-        if let Some((_, visibility)) = VISIBILITIES.iter().find(|(key, _)| key == wanted) {
-            return Some(*visibility);
+        if let Ok(visibility) = wanted.parse() {
+            return Some(visibility);
         }
         self.reject(
             Problem::new(
@@ -335,7 +329,11 @@ impl Validator<'_> {
                 format!("`{wanted}` is not a visibility"),
                 "here",
             )
-            .with_help("use `visible` (the default), `hidden` or `after_due_date`"),
+            .with_help(use_one_of(
+                &Visibility::ALL,
+                Visibility::as_str,
+                visibility_gloss,
+            )),
         )
     }
 
@@ -430,6 +428,14 @@ impl Validator<'_> {
             )
             .with_help("add network = \"namespace\" to [lab]"),
         )
+    }
+}
+
+/// What help says of a visibility beside its keyword.
+fn visibility_gloss(visibility: Visibility) -> Option<&'static str> {
+    match visibility {
+        Visibility::Visible => Some("the default"),
+        Visibility::Hidden | Visibility::AfterDueDate => None,
     }
 }
 

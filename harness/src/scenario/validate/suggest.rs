@@ -1,7 +1,7 @@
 //! What help suggests instead of a mistake: the name a typo most likely
-//! meant ("did you mean `vm1`?") and a valid name for an invalid one. Pure
-//! text functions, so that every rule of the validator words its help the
-//! same way.
+//! meant ("did you mean `vm1`?"), a valid name for an invalid one, and the
+//! lists of what a key accepts. Pure text functions, so that every rule of
+//! the validator words its help the same way.
 
 /// "did you mean `near`?" for the candidate nearest to `wanted`, if any is
 /// near enough.
@@ -74,6 +74,46 @@ fn to_name(text: &str) -> String {
     words.join("-")
 }
 
+/// Help for a word that is none of a keyword enum's `values`: the nearest
+/// keyword, or else all of them, with what each means.
+pub(super) fn keyword_help<T: Copy>(
+    wanted: &str,
+    values: &[T],
+    keyword: fn(T) -> &'static str,
+    gloss: fn(T) -> Option<&'static str>,
+) -> String {
+    let keywords: Vec<&str> = values.iter().map(|value| keyword(*value)).collect();
+    did_you_mean(wanted, keywords).unwrap_or_else(|| use_one_of(values, keyword, gloss))
+}
+
+/// Alternatives as a sentence writes them: "a, b or c" (`conjunction`
+/// "or"), "a, b and c" ("and").
+pub(super) fn listing(items: impl IntoIterator<Item = String>, conjunction: &str) -> String {
+    let mut items: Vec<String> = items.into_iter().collect();
+    let Some(last) = items.pop() else {
+        return String::new();
+    };
+    if items.is_empty() {
+        return last;
+    }
+    format!("{} {conjunction} {last}", items.join(", "))
+}
+
+/// "use `a` (what it means), `b` or `c`": the values of one of the model's
+/// keyword enums, for help after a word that is none of them. `gloss` says
+/// what a value means when its keyword does not say it all.
+pub(super) fn use_one_of<T: Copy>(
+    values: &[T],
+    keyword: fn(T) -> &'static str,
+    gloss: fn(T) -> Option<&'static str>,
+) -> String {
+    let described = values.iter().map(|value| match gloss(*value) {
+        Some(gloss) => format!("`{}` ({gloss})", keyword(*value)),
+        None => format!("`{}`", keyword(*value)),
+    });
+    format!("use {}", listing(described, "or"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +147,18 @@ mod tests {
     #[case("!!", "")]
     fn names_suggested_for_invalid_ones(#[case] text: &str, #[case] suggestion: &str) {
         assert_eq!(to_name(text), suggestion);
+    }
+
+    #[rstest]
+    #[case(&[], "")]
+    #[case(&["a"], "a")]
+    #[case(&["a", "b"], "a or b")]
+    #[case(&["a", "b", "c"], "a, b or c")]
+    fn listings_join_the_last_item_with_the_conjunction(
+        #[case] items: &[&str],
+        #[case] expected: &str,
+    ) {
+        let items = items.iter().map(|item| (*item).to_owned());
+        assert_eq!(listing(items, "or"), expected);
     }
 }
