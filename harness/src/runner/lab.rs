@@ -1223,10 +1223,7 @@ fn uses_taps(lab: &Lab) -> bool {
 }
 
 fn network_name(network: Network) -> &'static str {
-    match network {
-        Network::Host => "host",
-        Network::Namespace => "namespace",
-    }
+    network.as_str()
 }
 
 /// What a lab's own namespace changes for its host commands.
@@ -1246,11 +1243,7 @@ fn lab_substitutions(lab: &Lab) -> Vec<SubstitutionReport> {
 }
 
 fn form_name(form: GuestForm) -> &'static str {
-    match form {
-        GuestForm::Iso => "guest:iso",
-        GuestForm::Disk => "guest:disk",
-        GuestForm::Direct => "guest:direct",
-    }
+    form.as_str()
 }
 
 fn tail_of(output: &str) -> Vec<String> {
