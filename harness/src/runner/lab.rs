@@ -475,9 +475,6 @@ impl<'a> LabRun<'a> {
             Action::NotChecked { reason } => Err(StepFailure::error(format!(
                 "a claim not checked has nothing to perform ({reason})"
             ))),
-            Action::Slot { path, .. } => Err(StepFailure::error(format!(
-                "the slot `{path}` was not filled from a submission"
-            ))),
             Action::Lines { vm, lines } => {
                 let deadline = self.deadline(step, GUEST_TIMEOUT);
                 self.type_lines(vm, lines, deadline).await
@@ -1106,7 +1103,6 @@ fn describe_action(action: &Action) -> (&'static str, Option<String>, Option<Str
         Action::Wait { label } => ("wait", None, Some(format!("wait for `{label}`"))),
         Action::Probe { vm, command } => ("probe", vm.clone(), Some(command.clone())),
         Action::NotChecked { .. } => ("claim", None, None),
-        Action::Slot { path, vm } => ("slot", vm.clone(), Some(path.clone())),
         Action::Lines { vm, lines } => ("guest", Some(vm.clone()), Some(lines.join("\n"))),
         Action::Sandboxed { script } => ("host", None, Some(script.clone())),
     }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use grading::{GradeStep, Grading, Role, RubricCheck, Slot, SlotKind, Visibility};
+pub use grading::{GradeAction, GradeStep, Grading, Role, RubricCheck, Slot, SlotKind, Visibility};
 
 /// A place in a lab file, for messages that point back into it: 1-based
 /// line and column (in characters). For a VM or a step, the start of its
@@ -183,11 +183,13 @@ pub enum Origin {
     Refused(String),
 }
 
+/// A step of a lab file. `A` is what it does: an [`Action`] in a runnable
+/// lab, a [`GradeAction`] in a grading program (which may name a slot).
 #[derive(Debug, Clone)]
-pub struct Step {
+pub struct Step<A = Action> {
     pub name: String,
     pub location: Location,
-    pub action: Action,
+    pub action: A,
     pub expect: Expectation,
     pub erratum: Option<Erratum>,
     /// As written (KVM time); the runner scales it for the accelerator.
@@ -199,6 +201,24 @@ pub struct Step {
     pub id: Option<String>,
     /// Steps (by `id`) that must have passed for this one to run.
     pub depends_on: Vec<String>,
+}
+
+impl<A> Step<A> {
+    /// This step doing `action` instead: its name, expectation, erratum and
+    /// the rest stay.
+    pub fn with_action<B>(&self, action: B) -> Step<B> {
+        Step {
+            name: self.name.clone(),
+            location: self.location.clone(),
+            action,
+            expect: self.expect.clone(),
+            erratum: self.erratum.clone(),
+            timeout: self.timeout,
+            background: self.background.clone(),
+            id: self.id.clone(),
+            depends_on: self.depends_on.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -234,13 +254,12 @@ pub enum Action {
     /// `not-checked = "reason"`: a claim of the handout that cannot be shown
     /// here. Reported as not checked, never as passed.
     NotChecked { reason: String },
-    /// `slot = "…"` in `[[grade]]`: a submission file, resolved into
-    /// [`Action::Lines`] or [`Action::Sandboxed`] before the lab runs.
-    Slot { path: String, vm: Option<String> },
     /// A student's `.guest` file: each line typed into the VM's shell in
-    /// turn, whatever the one before did.
+    /// turn, whatever the one before did. What a filled `.guest`
+    /// [`GradeAction::Slot`] becomes; no lab file writes it.
     Lines { vm: String, lines: Vec<String> },
     /// A student's `.sh` file, run by `sh` in the submission's sandbox.
+    /// What a filled `.sh` [`GradeAction::Slot`] becomes; no lab file writes it.
     Sandboxed { script: String },
 }
 

@@ -14,8 +14,8 @@ use toml::Spanned;
 
 use super::error::{Problem, TextPosition};
 use super::model::{
-    Action, AfterFailure, Check, DigestMode, Erratum, Expectation, FieldExpect, GuestForm,
-    ImageStandIn, Interaction, Lab, Location, Network, Origin, Step, VmSpec,
+    Action, AfterFailure, Check, DigestMode, Erratum, Expectation, FieldExpect, GradeAction,
+    GuestForm, ImageStandIn, Interaction, Lab, Location, Network, Origin, Step, VmSpec,
 };
 use super::raw::{
     in_file_order, items, RawCheck, RawErratum, RawExpect, RawHeader, RawInteraction, RawLab,
@@ -249,7 +249,21 @@ impl Validator<'_> {
         })
     }
 
+    /// A `[[step]]` or `[[cleanup]]`: runnable as written, so without the
+    /// grading keys (a slot among them).
     fn step(&mut self, raw: &Spanned<RawStep>, table: &str) -> Option<Step> {
+        let step = self.parse_step(raw, table);
+        self.grading_keys_outside_grade(raw.get_ref(), table)?;
+        let step = step?;
+        // A slot was reported with the other grading keys.
+        let GradeAction::Run(action) = &step.action else {
+            return None;
+        };
+        Some(step.with_action(action.clone()))
+    }
+
+    /// Any step table; only a `[[grade]]` step may keep a slot.
+    fn parse_step(&mut self, raw: &Spanned<RawStep>, table: &str) -> Option<Step<GradeAction>> {
         let head = self.head(raw.span());
         let step = raw.get_ref();
         let name = self.step_name(step, table, &head);
@@ -258,12 +272,12 @@ impl Validator<'_> {
             v.background(label, action.as_ref()?, step)
         });
         let default_exit = match action {
-            Some(
+            Some(GradeAction::Run(
                 Action::Host { .. }
                 | Action::Guest { .. }
                 | Action::Probe { .. }
                 | Action::Wait { .. },
-            ) => Some(0),
+            )) => Some(0),
             _ => None,
         };
         let expect = match &step.expect {
@@ -277,16 +291,16 @@ impl Validator<'_> {
         let erratum = match (erratum, &action, &step.erratum) {
             (Some(Some(e)), Some(action), Some(raw))
                 if e.fix.is_some()
-                    && !matches!(action, Action::Host { .. } | Action::Guest { .. }) =>
+                    && !matches!(
+                        action,
+                        GradeAction::Run(Action::Host { .. } | Action::Guest { .. })
+                    ) =>
             {
                 self.fix_without_command(action, raw)
             }
             (erratum, _, _) => erratum,
         };
         let timeout = self.optional(step.timeout.as_ref(), Self::timeout);
-        if table != "[[grade]]" {
-            self.grading_keys_outside_grade(step, table)?;
-        }
         Some(Step {
             name: name?,
             location: self.location(raw.span()),
@@ -305,12 +319,12 @@ impl Validator<'_> {
     fn background(
         &mut self,
         label: &Spanned<String>,
-        action: &Action,
+        action: &GradeAction,
         step: &RawStep,
     ) -> Option<String> {
         let vm = match action {
-            Action::Host { .. } => None,
-            Action::Guest { vm, .. } => Some(vm.clone()),
+            GradeAction::Run(Action::Host { .. }) => None,
+            GradeAction::Run(Action::Guest { vm, .. }) => Some(vm.clone()),
             _ => {
                 return self.reject(
                     Problem::new(
@@ -438,7 +452,7 @@ impl Validator<'_> {
         Some(name.get_ref().clone())
     }
 
-    fn action(&mut self, step: &RawStep, head: &Range<usize>) -> Option<Action> {
+    fn action(&mut self, step: &RawStep, head: &Range<usize>) -> Option<GradeAction> {
         let given: Vec<(&str, Range<usize>)> = [
             ("host", step.host.as_ref().map(Spanned::span)),
             ("run", step.run.as_ref().map(Spanned::span)),
@@ -514,67 +528,76 @@ impl Validator<'_> {
     }
 
     /// The step's one action; `on` is the checked VM for `run` and `interact`.
-    fn action_of(&mut self, step: &RawStep, on: Option<Option<String>>) -> Option<Action> {
+    fn action_of(&mut self, step: &RawStep, on: Option<Option<String>>) -> Option<GradeAction> {
         if let Some(command) = &step.host {
             let command = self.text(command, "host")?;
-            return Some(Action::Host { command });
+            return Some(Action::Host { command }.into());
         }
         if let Some(raw) = &step.run {
             let command = self.text(raw, "run");
             let vm = on.flatten()?;
             self.console_free(&vm, raw.span())?;
-            return Some(Action::Guest {
-                vm,
-                command: command?,
-            });
+            return Some(
+                Action::Guest {
+                    vm,
+                    command: command?,
+                }
+                .into(),
+            );
         }
         if let Some(raw) = &step.interact {
             let script = self.interaction_script(raw);
             let vm = on.flatten()?;
             self.console_free(&vm, raw.span())?;
-            return Some(Action::Interact {
-                vm,
-                script: script?,
-            });
+            return Some(
+                Action::Interact {
+                    vm,
+                    script: script?,
+                }
+                .into(),
+            );
         }
         if let Some(command) = &step.probe {
             let command = self.text(command, "probe");
-            return Some(Action::Probe {
-                vm: on?,
-                command: command?,
-            });
+            return Some(
+                Action::Probe {
+                    vm: on?,
+                    command: command?,
+                }
+                .into(),
+            );
         }
         if let Some(label) = &step.wait {
-            return self.wait(label).map(|label| Action::Wait { label });
+            return self.wait(label).map(|label| Action::Wait { label }.into());
         }
         if let Some(reason) = &step.not_checked {
             return self
                 .text(reason, "not-checked")
-                .map(|reason| Action::NotChecked { reason });
+                .map(|reason| Action::NotChecked { reason }.into());
         }
         if let Some(vms) = &step.boot {
-            return self.boot(vms).map(|vms| Action::Boot { vms });
+            return self.boot(vms).map(|vms| Action::Boot { vms }.into());
         }
         if let Some(vm) = &step.reboot {
             let name = self.vm_reference(vm)?;
             self.console_free(&name, vm.span())?;
-            return Some(Action::Reboot { vm: name });
+            return Some(Action::Reboot { vm: name }.into());
         }
         if let Some(vm) = &step.poweroff {
             let name = self.vm_reference(vm)?;
             self.console_free(&name, vm.span())?;
-            return Some(Action::Poweroff { vm: name });
+            return Some(Action::Poweroff { vm: name }.into());
         }
         if let Some(vm) = &step.stop {
             let name = self.vm_reference(vm)?;
             self.console_free(&name, vm.span())?;
-            return Some(Action::Stop { vm: name });
+            return Some(Action::Stop { vm: name }.into());
         }
         if let Some(path) = &step.slot {
             return self.slot_action(path, on?);
         }
         let check = step.check.as_ref()?;
-        self.check(check).map(Action::Check)
+        self.check(check).map(|check| Action::Check(check).into())
     }
 
     fn boot(&mut self, vms: &Spanned<Strings>) -> Option<Vec<String>> {
@@ -932,9 +955,13 @@ impl Validator<'_> {
     /// `run` steps have one to replace.
     fn fix_without_command(
         &mut self,
-        action: &Action,
+        action: &GradeAction,
         raw: &Spanned<RawErratum>,
     ) -> Option<Option<Erratum>> {
+        let action = match action {
+            GradeAction::Slot { .. } => return self.fix_without_command_of("slot", raw),
+            GradeAction::Run(action) => action,
+        };
         let kind = match action {
             Action::Interact { .. } => "interact",
             Action::Boot { .. } => "boot",
@@ -944,10 +971,17 @@ impl Validator<'_> {
             Action::Probe { .. } => "probe",
             Action::Wait { .. } => "wait",
             Action::NotChecked { .. } => "not-checked",
-            Action::Slot { .. } => "slot",
             Action::Lines { .. } | Action::Sandboxed { .. } => "student's",
             Action::Check(_) | Action::Host { .. } | Action::Guest { .. } => "check",
         };
+        self.fix_without_command_of(kind, raw)
+    }
+
+    fn fix_without_command_of(
+        &mut self,
+        kind: &str,
+        raw: &Spanned<RawErratum>,
+    ) -> Option<Option<Erratum>> {
         let span = raw
             .get_ref()
             .fix

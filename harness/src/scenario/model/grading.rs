@@ -5,7 +5,7 @@
 
 use std::str::FromStr;
 
-use super::{from_keyword, Location, Step, UnknownKeyword};
+use super::{from_keyword, Action, Location, Step, UnknownKeyword};
 
 /// A lab's grading: the files a submission may hold and the program that
 /// runs them, with the rubric's checks in it.
@@ -22,7 +22,7 @@ impl Grading {
         self.slots.iter().find(|slot| slot.path == path)
     }
 
-    pub fn checks(&self) -> impl Iterator<Item = (&Step, &RubricCheck)> {
+    pub fn checks(&self) -> impl Iterator<Item = (&Step<GradeAction>, &RubricCheck)> {
         self.program.iter().filter_map(|entry| match &entry.role {
             Role::Check(check) => Some((&entry.step, check)),
             _ => None,
@@ -58,8 +58,28 @@ pub enum SlotKind {
 
 #[derive(Debug, Clone)]
 pub struct GradeStep {
-    pub step: Step,
+    pub step: Step<GradeAction>,
     pub role: Role,
+}
+
+/// What a `[[grade]]` step does. Only a slot is not runnable as written:
+/// the grader fills it with the submission's file before the lab runs, so
+/// a runnable lab's [`Action`] never meets one.
+#[derive(Debug, Clone)]
+pub enum GradeAction {
+    /// A step of labcheck's own or a rubric check's observation, run as
+    /// written.
+    Run(Action),
+    /// `slot = "…"`: a submission file, filled into an [`Action::Lines`]
+    /// typed `on` the VM (a `.guest` slot) or an [`Action::Sandboxed`] on
+    /// the host (a `.sh` slot).
+    Slot { path: String, vm: Option<String> },
+}
+
+impl From<Action> for GradeAction {
+    fn from(action: Action) -> Self {
+        GradeAction::Run(action)
+    }
 }
 
 #[derive(Debug, Clone)]

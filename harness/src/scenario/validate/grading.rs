@@ -10,7 +10,8 @@ use super::suggest::{did_you_mean, use_one_of};
 use super::Validator;
 use crate::scenario::error::{Problem, TextPosition};
 use crate::scenario::model::{
-    Action, Check, GradeStep, Grading, Role, RubricCheck, Slot, SlotKind, Visibility,
+    Action, Check, GradeAction, GradeStep, Grading, Role, RubricCheck, Slot, SlotKind, Step,
+    Visibility,
 };
 use crate::scenario::raw::{in_file_order, items, RawLab, RawSlot, RawStep, Strings};
 
@@ -144,7 +145,7 @@ impl Validator<'_> {
         &mut self,
         path: &Spanned<String>,
         on: Option<String>,
-    ) -> Option<Action> {
+    ) -> Option<GradeAction> {
         let wanted = path.get_ref();
         if !self.slot_paths.contains(wanted) {
             let help = did_you_mean(wanted, &self.slot_paths)
@@ -158,7 +159,7 @@ impl Validator<'_> {
                 .with_help(help),
             );
         }
-        let action = |vm| Action::Slot {
+        let action = |vm| GradeAction::Slot {
             path: wanted.clone(),
             vm,
         };
@@ -203,7 +204,7 @@ impl Validator<'_> {
 
     fn grade_entry(&mut self, raw: &Spanned<RawStep>) -> Option<GradeStep> {
         let entry = raw.get_ref();
-        let step = self.step(raw, "[[grade]]");
+        let step = self.parse_step(raw, "[[grade]]");
         let role = match (&entry.points, &entry.slot) {
             (Some(points), _) => self.rubric_check(entry, points, step.as_ref()),
             (None, slot) => {
@@ -235,13 +236,17 @@ impl Validator<'_> {
         &mut self,
         entry: &RawStep,
         points: &Spanned<i64>,
-        step: Option<&crate::scenario::model::Step>,
+        step: Option<&Step<GradeAction>>,
     ) -> Option<Role> {
         // The id is registered even when the step has problems of its own,
         // so that checks depending on it are not reported too.
         let id = self.check_id(entry);
-        let observes =
-            step.map(|step| matches!(step.action, Action::Check(_) | Action::Probe { .. }));
+        let observes = step.map(|step| {
+            matches!(
+                step.action,
+                GradeAction::Run(Action::Check(_) | Action::Probe { .. })
+            )
+        });
         if observes == Some(false) {
             return self.reject(
                 Problem::new(
