@@ -1,6 +1,7 @@
 //! Phase two: the raw lab checked and turned into the model. Every problem is
 //! collected in one pass, so an author fixes a file in one go.
 
+mod checks;
 mod grading;
 mod suggest;
 
@@ -14,12 +15,12 @@ use toml::Spanned;
 
 use super::error::{Problem, TextPosition};
 use super::model::{
-    Action, AfterFailure, Check, DigestMode, Erratum, Expectation, FieldExpect, GradeAction,
-    GuestForm, ImageStandIn, Interaction, Lab, Location, Network, Origin, Step, VmSpec,
+    Action, AfterFailure, Erratum, Expectation, GradeAction, GuestForm, ImageStandIn, Interaction,
+    Lab, Location, Network, Origin, Step, VmSpec,
 };
 use super::raw::{
-    in_file_order, items, RawCheck, RawErratum, RawExpect, RawHeader, RawInteraction, RawLab,
-    RawStep, RawVm, Strings,
+    in_file_order, items, RawErratum, RawExpect, RawHeader, RawInteraction, RawLab, RawStep, RawVm,
+    Strings,
 };
 use crate::time::parse_duration;
 pub(super) use suggest::did_you_mean;
@@ -659,265 +660,6 @@ impl Validator<'_> {
         }
     }
 
-    fn check(&mut self, raw: &Spanned<RawCheck>) -> Option<Check> {
-        let head = self.head(raw.span());
-        let check = raw.get_ref();
-        let kinds: Vec<(CheckKind, Range<usize>)> = [
-            (
-                CheckKind::QemuImgInfo,
-                check.qemu_img_info.as_ref().map(Spanned::span),
-            ),
-            (CheckKind::File, check.file.as_ref().map(Spanned::span)),
-            (CheckKind::Digest, check.digest.as_ref().map(Spanned::span)),
-            (
-                CheckKind::NoLinks,
-                check.no_links.as_ref().map(Spanned::span),
-            ),
-            (
-                CheckKind::Running,
-                check.running.as_ref().map(Spanned::span),
-            ),
-            (
-                CheckKind::Traffic,
-                check.traffic.as_ref().map(Spanned::span),
-            ),
-            (CheckKind::Subnet, check.subnet.as_ref().map(Spanned::span)),
-            (
-                CheckKind::SocketLink,
-                check.socket_link.as_ref().map(Spanned::span),
-            ),
-            (
-                CheckKind::BridgedTaps,
-                check.bridged_taps.as_ref().map(Spanned::span),
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(kind, span)| Some((kind, span?)))
-        .collect();
-        let kind = match kinds.as_slice() {
-            [] => {
-                return self.reject(
-                    Problem::new(
-                        head,
-                        "a check needs `qemu-img-info`, `file`, `digest`, `no-links`, \
-                         `running`, `traffic`, `subnet`, `socket-link` or `bridged-taps`",
-                        "what to check?",
-                    )
-                    .with_help("for example: check = { file = \"vm2.qcow2\", exists = true }"),
-                );
-            }
-            [(kind, _)] => *kind,
-            [(first, _), more @ ..] => {
-                for (kind, span) in more {
-                    self.report(
-                        Problem::new(
-                            span.clone(),
-                            format!(
-                                "a check tests one thing, but this one has `{}` and `{}`",
-                                first.key(),
-                                kind.key()
-                            ),
-                            "second check",
-                        )
-                        .with_help("split it into two steps"),
-                    );
-                }
-                return None;
-            }
-        };
-        let misplaced = self.misplaced_check_options(check, kind);
-        let checked = match kind {
-            CheckKind::QemuImgInfo => self.qemu_img_info_check(check, &head),
-            CheckKind::File => self.file_check(check),
-            CheckKind::Digest => self.digest_check(check, &head),
-            CheckKind::NoLinks => self.no_links_check(check),
-            CheckKind::Running => self.running_check(check.running.as_ref()?),
-            CheckKind::Traffic => self.traffic_check(check.traffic.as_ref()?),
-            CheckKind::Subnet => self.subnet_check(check.subnet.as_ref()?),
-            CheckKind::SocketLink => self.socket_link_check(check.socket_link.as_ref()?),
-            CheckKind::BridgedTaps => self.bridged_taps_check(check.bridged_taps.as_ref()?),
-        };
-        if misplaced {
-            return None;
-        }
-        checked
-    }
-
-    /// Reports options that belong to another kind of check; true if any.
-    fn misplaced_check_options(&mut self, check: &RawCheck, kind: CheckKind) -> bool {
-        let options = [
-            ("field", check.field.as_ref().map(Spanned::span)),
-            ("equals", check.equals.as_ref().map(Spanned::span)),
-            ("absent", check.absent.as_ref().map(Spanned::span)),
-            ("exists", check.exists.as_ref().map(Spanned::span)),
-            ("save", check.save.as_ref().map(Spanned::span)),
-            ("same-as", check.same_as.as_ref().map(Spanned::span)),
-        ];
-        let mut misplaced = false;
-        for (option, span) in options {
-            let Some(span) = span else { continue };
-            if kind.options().contains(&option) {
-                continue;
-            }
-            misplaced = true;
-            let takes = kind
-                .options()
-                .iter()
-                .map(|option| format!("`{option}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            self.report(
-                Problem::new(
-                    span,
-                    format!("`{option}` does not apply to a `{}` check", kind.key()),
-                    "not for this check",
-                )
-                .with_help(format!("a `{}` check takes {takes}", kind.key())),
-            );
-        }
-        misplaced
-    }
-
-    fn qemu_img_info_check(&mut self, check: &RawCheck, head: &Range<usize>) -> Option<Check> {
-        let image = check
-            .qemu_img_info
-            .as_ref()
-            .and_then(|image| self.text(image, "qemu-img-info"));
-        let field = self.required_text(
-            check.field.as_ref(),
-            "field",
-            "the `qemu-img-info` check",
-            head,
-        );
-        let expect = match (&check.equals, &check.absent) {
-            (Some(value), None) => Some(FieldExpect::Equals(json(value.get_ref()))),
-            (None, Some(absent)) if *absent.get_ref() => Some(FieldExpect::Absent),
-            (None, Some(absent)) => self.reject(
-                Problem::new(
-                    absent.span(),
-                    "`absent = false` checks nothing",
-                    "only `true` means something",
-                )
-                .with_help("to check the field's value, write `equals = …` instead"),
-            ),
-            (Some(_), Some(absent)) => self.reject(Problem::new(
-                absent.span(),
-                "give `equals` or `absent = true`, not both",
-                "second expectation",
-            )),
-            (None, None) => self.reject(
-                Problem::new(
-                    head.clone(),
-                    "a `qemu-img-info` check needs `equals = …` or `absent = true`",
-                    "nothing to compare",
-                )
-                .with_help("for example: field = \"backing-filename\", equals = \"vm1.qcow2\""),
-            ),
-        };
-        Some(Check::QemuImgInfo {
-            image: image?,
-            field: field?.get_ref().clone(),
-            expect: expect?,
-        })
-    }
-
-    fn file_check(&mut self, check: &RawCheck) -> Option<Check> {
-        let path = self.text(check.file.as_ref()?, "file")?;
-        let exists = check.exists.as_ref().is_none_or(|exists| *exists.get_ref());
-        Some(Check::File { path, exists })
-    }
-
-    fn digest_check(&mut self, check: &RawCheck, head: &Range<usize>) -> Option<Check> {
-        let path = check
-            .digest
-            .as_ref()
-            .and_then(|path| self.text(path, "digest"));
-        let mode = match (&check.save, &check.same_as) {
-            (Some(name), None) => self.digest_save(name),
-            (None, Some(name)) => self.digest_same_as(name),
-            (Some(_), Some(same_as)) => {
-                return self.reject(
-                    Problem::new(
-                        same_as.span(),
-                        "a digest check either saves or compares, not both",
-                        "second mode",
-                    )
-                    .with_help("split it into two steps"),
-                );
-            }
-            (None, None) => {
-                return self.reject(Problem::new(
-                    head.clone(),
-                    "a `digest` check needs `save = \"name\"` or `same-as = \"name\"`",
-                    "save or compare?",
-                ));
-            }
-        };
-        Some(Check::Digest {
-            path: path?,
-            mode: mode?,
-        })
-    }
-
-    fn no_links_check(&mut self, check: &RawCheck) -> Option<Check> {
-        let raw = check.no_links.as_ref()?;
-        self.namespace_only(raw.span(), "no-links")?;
-        let kinds: Vec<String> = items(raw).into_iter().map(|(_, k)| k.to_owned()).collect();
-        if kinds.is_empty() {
-            return self.reject(
-                Problem::new(raw.span(), "`no-links` names no kind of link", "empty list")
-                    .with_help("for example: no-links = [\"tun\", \"bridge\"]"),
-            );
-        }
-        Some(Check::NoLinks { kinds })
-    }
-
-    fn digest_save(&mut self, name: &Spanned<String>) -> Option<DigestMode> {
-        let saved = self.text(name, "save")?;
-        if let Some(first) = self.saved_digests.get(&saved) {
-            let line = TextPosition::of(self.text, first.start).line;
-            return self.reject(
-                Problem::new(
-                    name.span(),
-                    format!("a digest named `{saved}` is already saved"),
-                    "saved twice",
-                )
-                .with_help(format!(
-                    "the first save is at line {line}; give this one another name"
-                )),
-            );
-        }
-        self.saved_digests.insert(saved.clone(), name.span());
-        Some(DigestMode::Save(saved))
-    }
-
-    fn digest_same_as(&mut self, name: &Spanned<String>) -> Option<DigestMode> {
-        let wanted = name.get_ref();
-        if self.saved_digests.contains_key(wanted) {
-            return Some(DigestMode::SameAs(wanted.clone()));
-        }
-        let later = self.every_save.iter().find(|(saved, _)| saved == wanted);
-        let help = match later {
-            Some((_, at)) => format!(
-                "it is saved at line {}, after this step; save it before comparing",
-                TextPosition::of(self.text, at.start).line
-            ),
-            None => did_you_mean(wanted, self.saved_digests.keys()).unwrap_or_else(|| {
-                format!(
-                    "save it in an earlier step: check = {{ digest = \"…\", save = \"{wanted}\" }}"
-                )
-            }),
-        };
-        self.reject(
-            Problem::new(
-                name.span(),
-                format!("no earlier step saves a digest named `{wanted}`"),
-                "not saved yet",
-            )
-            .with_help(help),
-        )
-    }
-
     fn expectation(&mut self, raw: &RawExpect, default_exit: Option<i32>) -> Option<Expectation> {
         let exit = self.optional(raw.exit.as_ref(), Self::exit_status);
         let matches = self.optional(raw.matches.as_ref(), Self::regex);
@@ -1179,49 +921,6 @@ impl Validator<'_> {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum CheckKind {
-    QemuImgInfo,
-    File,
-    Digest,
-    NoLinks,
-    Running,
-    Traffic,
-    Subnet,
-    SocketLink,
-    BridgedTaps,
-}
-
-impl CheckKind {
-    fn key(self) -> &'static str {
-        match self {
-            CheckKind::QemuImgInfo => "qemu-img-info",
-            CheckKind::File => "file",
-            CheckKind::Digest => "digest",
-            CheckKind::NoLinks => "no-links",
-            CheckKind::Running => "running",
-            CheckKind::Traffic => "traffic",
-            CheckKind::Subnet => "subnet",
-            CheckKind::SocketLink => "socket-link",
-            CheckKind::BridgedTaps => "bridged-taps",
-        }
-    }
-
-    fn options(self) -> &'static [&'static str] {
-        match self {
-            CheckKind::QemuImgInfo => &["field", "equals", "absent"],
-            CheckKind::File => &["exists"],
-            CheckKind::Digest => &["save", "same-as"],
-            CheckKind::NoLinks
-            | CheckKind::Running
-            | CheckKind::Traffic
-            | CheckKind::Subnet
-            | CheckKind::SocketLink
-            | CheckKind::BridgedTaps => &[],
-        }
-    }
-}
-
 /// What help says of a network beside its keyword.
 fn network_gloss(network: Network) -> Option<&'static str> {
     Some(match network {
@@ -1239,28 +938,14 @@ fn form_gloss(form: GuestForm) -> Option<&'static str> {
     })
 }
 
+/// The span of a key the table may leave out.
+fn span_of<T>(value: &Option<Spanned<T>>) -> Option<Range<usize>> {
+    value.as_ref().map(Spanned::span)
+}
+
 fn is_name(text: &str) -> bool {
     let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
     text.starts_with(allowed) && text.chars().all(|c| allowed(c) || c == '-')
-}
-
-/// TOML values as the JSON that `qemu-img info --output=json` prints.
-fn json(value: &toml::Value) -> serde_json::Value {
-    use serde_json::Value as Json;
-    match value {
-        toml::Value::String(text) => Json::String(text.clone()),
-        toml::Value::Integer(number) => Json::from(*number),
-        toml::Value::Float(number) => Json::from(*number),
-        toml::Value::Boolean(flag) => Json::Bool(*flag),
-        toml::Value::Datetime(datetime) => Json::String(datetime.to_string()),
-        toml::Value::Array(items) => Json::Array(items.iter().map(json).collect()),
-        toml::Value::Table(table) => Json::Object(
-            table
-                .iter()
-                .map(|(key, value)| (key.clone(), json(value)))
-                .collect(),
-        ),
-    }
 }
 
 #[cfg(test)]

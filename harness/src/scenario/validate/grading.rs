@@ -1,6 +1,5 @@
-//! Phase two for grading: `[slot."…"]`, `[[grade]]` and the observations
-//! that rubric checks make (`running`, `traffic`, `subnet`, `socket-link`,
-//! `bridged-taps`, which plain steps may use too).
+//! Phase two for grading: `[slot."…"]`, `[[grade]]` and its rubric checks
+//! (whose observations, `check` and `probe`, are parsed as any step's).
 
 use std::ops::Range;
 
@@ -10,8 +9,7 @@ use super::suggest::{did_you_mean, use_one_of};
 use super::Validator;
 use crate::scenario::error::{Problem, TextPosition};
 use crate::scenario::model::{
-    Action, Check, GradeAction, GradeStep, Grading, Role, RubricCheck, Slot, SlotKind, Step,
-    Visibility,
+    Action, GradeAction, GradeStep, Grading, Role, RubricCheck, Slot, SlotKind, Step, Visibility,
 };
 use crate::scenario::raw::{in_file_order, items, RawLab, RawSlot, RawStep, Strings};
 
@@ -353,86 +351,6 @@ impl Validator<'_> {
                 "not declared",
             ))
         })
-    }
-
-    /// A list of exactly two VMs, for checks between two of them.
-    fn vm_pair(&mut self, raw: &Spanned<Strings>, key: &str) -> Option<(String, String)> {
-        let names = self.vm_list(raw, key)?;
-        match names.as_slice() {
-            [first, second] if first != second => Some((first.clone(), second.clone())),
-            _ => self.reject(
-                Problem::new(
-                    raw.span(),
-                    format!("`{key}` names two different VMs"),
-                    "here",
-                )
-                .with_help(format!("{key} = [\"vm1\", \"vm2\"]")),
-            ),
-        }
-    }
-
-    fn vm_list(&mut self, raw: &Spanned<Strings>, key: &str) -> Option<Vec<String>> {
-        let names = items(raw);
-        if names.is_empty() {
-            return self.reject(Problem::new(
-                raw.span(),
-                format!("`{key}` names no VM"),
-                "empty",
-            ));
-        }
-        self.all(names, |v, (span, name)| {
-            v.vm_reference(&Spanned::new(span, name.to_owned()))
-        })
-    }
-
-    pub(super) fn running_check(&mut self, raw: &Spanned<Strings>) -> Option<Check> {
-        let vms = self.vm_list(raw, "running")?;
-        Some(Check::Running { vms })
-    }
-
-    pub(super) fn traffic_check(&mut self, raw: &Spanned<Strings>) -> Option<Check> {
-        let (from, to) = self.vm_pair(raw, "traffic")?;
-        Some(Check::Traffic { from, to })
-    }
-
-    pub(super) fn subnet_check(&mut self, raw: &Spanned<Strings>) -> Option<Check> {
-        let vms = self.vm_list(raw, "subnet")?;
-        Some(Check::Subnet { vms })
-    }
-
-    pub(super) fn socket_link_check(&mut self, raw: &Spanned<Strings>) -> Option<Check> {
-        let (listen, connect) = self.vm_pair(raw, "socket-link")?;
-        Some(Check::SocketLink { listen, connect })
-    }
-
-    pub(super) fn bridged_taps_check(&mut self, raw: &Spanned<i64>) -> Option<Check> {
-        let count = match u32::try_from(*raw.get_ref()) {
-            Ok(count) if count > 0 => count,
-            _ => {
-                return self.reject(Problem::new(
-                    raw.span(),
-                    "`bridged-taps` counts tap devices: 1 or more",
-                    "here",
-                ))
-            }
-        };
-        self.namespace_only(raw.span(), "bridged-taps")?;
-        Some(Check::BridgedTaps { count })
-    }
-
-    /// Checks that look into the lab's namespace need the lab to have one.
-    pub(super) fn namespace_only(&mut self, span: Range<usize>, key: &str) -> Option<()> {
-        if self.network == crate::scenario::model::Network::Namespace {
-            return Some(());
-        }
-        self.reject(
-            Problem::new(
-                span,
-                format!("`{key}` checks the lab's own namespace, and this lab has none"),
-                "no namespace",
-            )
-            .with_help("add network = \"namespace\" to [lab]"),
-        )
     }
 }
 

@@ -1,9 +1,13 @@
 //! The validator's rules, each shown on a small lab: where each problem is
 //! reported, what its help suggests, and the defaults a valid step gets.
 
-use super::*;
-use crate::scenario::parse;
+use std::path::Path;
+
 use rstest::rstest;
+
+use super::is_name;
+use crate::scenario::model::{Action, Check, FieldExpect, Lab};
+use crate::scenario::parse;
 
 /// A valid lab of one step (lines 1 to 12); cases append from line 13.
 const BASE: &str =
