@@ -2,6 +2,8 @@
 //! collected in one pass, so an author fixes a file in one go.
 
 mod checks;
+mod errata;
+mod expect;
 mod grading;
 mod suggest;
 
@@ -10,17 +12,15 @@ use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
-use regex::Regex;
 use toml::Spanned;
 
 use super::error::{Problem, TextPosition};
 use super::model::{
-    Action, AfterFailure, Erratum, Expectation, GradeAction, GuestForm, ImageStandIn, Interaction,
-    Lab, Location, Network, Origin, Step, VmSpec,
+    Action, AfterFailure, Expectation, GradeAction, GuestForm, ImageStandIn, Interaction, Lab,
+    Location, Network, Origin, Step, VmSpec,
 };
 use super::raw::{
-    in_file_order, items, RawErratum, RawExpect, RawHeader, RawInteraction, RawLab, RawStep, RawVm,
-    Strings,
+    in_file_order, items, RawHeader, RawInteraction, RawLab, RawStep, RawVm, Strings,
 };
 use crate::time::parse_duration;
 pub(super) use suggest::did_you_mean;
@@ -660,130 +660,6 @@ impl Validator<'_> {
         }
     }
 
-    fn expectation(&mut self, raw: &RawExpect, default_exit: Option<i32>) -> Option<Expectation> {
-        let exit = self.optional(raw.exit.as_ref(), Self::exit_status);
-        let matches = self.optional(raw.matches.as_ref(), Self::regex);
-        let strings = |field: &Option<Spanned<Strings>>| {
-            field.as_ref().map_or(Vec::new(), |strings| {
-                items(strings)
-                    .into_iter()
-                    .map(|(_, text)| text.to_owned())
-                    .collect()
-            })
-        };
-        Some(Expectation {
-            exit: exit?.or(default_exit),
-            output: strings(&raw.output),
-            matches: matches?,
-            absent: strings(&raw.absent),
-        })
-    }
-
-    fn exit_status(&mut self, exit: &Spanned<i64>) -> Option<i32> {
-        match u8::try_from(*exit.get_ref()) {
-            Ok(status) => Some(i32::from(status)),
-            Err(_) => self.reject(
-                Problem::new(
-                    exit.span(),
-                    format!("exit status {} is out of range", exit.get_ref()),
-                    "not in 0..=255",
-                )
-                .with_help("an exit status is a number from 0 to 255"),
-            ),
-        }
-    }
-
-    /// A `fix` is a command run in place of the handout's: only `host` and
-    /// `run` steps have one to replace.
-    fn fix_without_command(
-        &mut self,
-        action: &GradeAction,
-        raw: &Spanned<RawErratum>,
-    ) -> Option<Option<Erratum>> {
-        let action = match action {
-            GradeAction::Slot { .. } => return self.fix_without_command_of("slot", raw),
-            GradeAction::Run(action) => action,
-        };
-        let kind = match action {
-            Action::Interact { .. } => "interact",
-            Action::Boot { .. } => "boot",
-            Action::Reboot { .. } => "reboot",
-            Action::Poweroff { .. } => "poweroff",
-            Action::Stop { .. } => "stop",
-            Action::Probe { .. } => "probe",
-            Action::Wait { .. } => "wait",
-            Action::NotChecked { .. } => "not-checked",
-            Action::Lines { .. } | Action::Sandboxed { .. } => "student's",
-            Action::Check(_) | Action::Host { .. } | Action::Guest { .. } => "check",
-        };
-        self.fix_without_command_of(kind, raw)
-    }
-
-    fn fix_without_command_of(
-        &mut self,
-        kind: &str,
-        raw: &Spanned<RawErratum>,
-    ) -> Option<Option<Erratum>> {
-        let span = raw
-            .get_ref()
-            .fix
-            .as_ref()
-            .map_or_else(|| raw.span(), |fix| fix.span());
-        self.reject(
-            Problem::new(
-                span,
-                format!("a `{kind}` step has no command for `fix` to replace"),
-                "only `host` and `run` steps take a fix",
-            )
-            .with_help("drop `fix`, or make the step a `host` or `run` step"),
-        )
-    }
-
-    fn erratum(&mut self, raw: &Spanned<RawErratum>) -> Option<Erratum> {
-        let head = self.head(raw.span());
-        let erratum = raw.get_ref();
-        let reason = self.required_text(erratum.reason.as_ref(), "reason", "`erratum`", &head);
-        let fix = self.optional(erratum.fix.as_ref(), |v, fix| v.text(fix, "fix"));
-        let observed = match &erratum.observed {
-            Some(observed) => self.observed(observed),
-            None => {
-                return self.reject(
-                    Problem::new(head, "the erratum has no `observed`", "how does it show?")
-                        .with_help(
-                            "add observed = { exit = 1, output = \"…\" }: what the handout's \
-                             command does today, so a different failure is not taken for it",
-                        ),
-                );
-            }
-        };
-        Some(Erratum {
-            reason: reason?.get_ref().clone(),
-            fix: fix?,
-            observed: observed?,
-        })
-    }
-
-    fn observed(&mut self, raw: &Spanned<RawExpect>) -> Option<Expectation> {
-        let observed = raw.get_ref();
-        let says_nothing = |strings: &Option<Spanned<Strings>>| {
-            strings
-                .as_ref()
-                .is_none_or(|strings| items(strings).is_empty())
-        };
-        if observed.exit.is_none()
-            && observed.matches.is_none()
-            && says_nothing(&observed.output)
-            && says_nothing(&observed.absent)
-        {
-            return self.reject(
-                Problem::new(raw.span(), "`observed` is empty", "nothing to recognise").with_help(
-                    "say how the failure shows: `exit`, `output`, `matches` or `absent`",
-                ),
-            );
-        }
-        self.expectation(observed, None)
-    }
-
     fn timeout(&mut self, text: &Spanned<String>) -> Option<Duration> {
         let problem = match parse_duration(text.get_ref()) {
             Some(duration) if !duration.is_zero() => return Some(duration),
@@ -796,36 +672,6 @@ impl Validator<'_> {
             .with_help("write a number and a unit: `500ms`, `30s`, `1.5s` or `2m`"),
         };
         self.reject(problem)
-    }
-
-    fn regex(&mut self, pattern: &Spanned<String>) -> Option<Regex> {
-        let error = match Regex::new(pattern.get_ref()) {
-            Ok(regex) => return Some(regex),
-            Err(error) => error.to_string(),
-        };
-        // The regex crate's message draws the pattern with a caret; its last
-        // `error:` line is the reason, which is what fits on one line.
-        let reason = error
-            .lines()
-            .filter_map(|line| line.strip_prefix("error: "))
-            .next_back()
-            .unwrap_or(&error);
-        let written = self.text.get(pattern.span()).unwrap_or_default();
-        let unescaped_differs =
-            written.get(1..written.len().saturating_sub(1)) != Some(pattern.get_ref());
-        self.reject(
-            Problem::new(
-                pattern.span(),
-                format!("invalid regex: {reason}"),
-                "does not compile",
-            )
-            .with_optional_help(unescaped_differs.then(|| {
-                format!(
-                    "after TOML unescaping, the pattern is `{}`",
-                    pattern.get_ref()
-                )
-            })),
-        )
     }
 
     fn vm_reference(&mut self, name: &Spanned<String>) -> Option<String> {
