@@ -5,39 +5,15 @@ use toml::Spanned;
 
 use super::Validator;
 use crate::scenario::error::Problem;
-use crate::scenario::model::{Action, Erratum, Expectation, GradeAction};
+use crate::scenario::model::{Erratum, Expectation};
 use crate::scenario::raw::{items, RawErratum, RawExpect, Strings};
 
 impl Validator<'_> {
     /// A `fix` is a command run in place of the handout's: only `host` and
-    /// `run` steps have one to replace.
+    /// `run` steps have one to replace. `key` names the step's action.
     pub(super) fn fix_without_command(
         &mut self,
-        action: &GradeAction,
-        raw: &Spanned<RawErratum>,
-    ) -> Option<Option<Erratum>> {
-        let action = match action {
-            GradeAction::Slot { .. } => return self.fix_without_command_of("slot", raw),
-            GradeAction::Run(action) => action,
-        };
-        let kind = match action {
-            Action::Interact { .. } => "interact",
-            Action::Boot { .. } => "boot",
-            Action::Reboot { .. } => "reboot",
-            Action::Poweroff { .. } => "poweroff",
-            Action::Stop { .. } => "stop",
-            Action::Probe { .. } => "probe",
-            Action::Wait { .. } => "wait",
-            Action::NotChecked { .. } => "not-checked",
-            Action::Lines { .. } | Action::Sandboxed { .. } => "student's",
-            Action::Check(_) | Action::Host { .. } | Action::Guest { .. } => "check",
-        };
-        self.fix_without_command_of(kind, raw)
-    }
-
-    fn fix_without_command_of(
-        &mut self,
-        kind: &str,
+        key: &str,
         raw: &Spanned<RawErratum>,
     ) -> Option<Option<Erratum>> {
         let span = raw
@@ -48,7 +24,7 @@ impl Validator<'_> {
         self.reject(
             Problem::new(
                 span,
-                format!("a `{kind}` step has no command for `fix` to replace"),
+                format!("a `{key}` step has no command for `fix` to replace"),
                 "only `host` and `run` steps take a fix",
             )
             .with_help("drop `fix`, or make the step a `host` or `run` step"),
