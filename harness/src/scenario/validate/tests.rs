@@ -356,6 +356,30 @@ fn locations_are_table_headers() {
     "[[step]]\nname = \"a\"\nhost = \"ls\"\nexpect = { matches = \"(\" }\n",
     None
 )]
+#[case::no_action(
+    "[[step]]\nname = \"a\"\n",
+    Some(
+        "add one of `host`, `run` (with `on`), `interact` (with `on`), `boot`, `reboot`, \
+         `poweroff`, `stop`, `check`, `probe`, `wait`, `not-checked` or (in [[grade]]) `slot`"
+    )
+)]
+#[case::on_where_not_used(
+    "[[step]]\nname = \"a\"\non = \"vm1\"\nwait = \"x\"\n",
+    Some("`on` goes with `run`, `interact`, `probe` and `slot` only; remove it")
+)]
+#[case::far_from_any_form(
+    "[images]\n\"d\" = \"floppy\"\n",
+    Some(
+        "use `guest:iso` (bootable ISO), `guest:disk` (bootable qcow2 disk) \
+         or `guest:direct` (the ISO's guest, booted directly)"
+    )
+)]
+#[case::far_from_any_visibility(
+    "[slot.\"a.sh\"]\ndefault = \"true\"\n\
+     [[grade]]\nid = \"c\"\nname = \"c\"\npoints = 1\nvisibility = \"public\"\n\
+     check = { file = \"f\" }\n",
+    Some("use `visible` (the default), `hidden` or `after_due_date`")
+)]
 fn help_suggests_the_fix(#[case] tail: &str, #[case] help: Option<&str>) {
     let error = parse(Path::new("t.toml"), &format!("{BASE}{tail}")).expect_err("invalid");
     assert_eq!(error.problems().len(), 1);
@@ -371,4 +395,15 @@ fn help_suggests_the_fix(#[case] tail: &str, #[case] help: Option<&str>) {
 #[case("", false)]
 fn names(#[case] name: &str, #[case] valid: bool) {
     assert_eq!(is_name(name), valid);
+}
+
+#[test]
+fn an_unknown_network_is_answered_with_every_network() {
+    let text = "[lab]\nid = \"t\"\ntitle = \"T\"\nhandout = \"H\"\nnetwork = \"bridge\"\n\n\
+                [[step]]\nname = \"a\"\nhost = \"ls\"\n";
+    let error = parse(Path::new("t.toml"), text).expect_err("invalid");
+    assert_eq!(
+        error.problems()[0].help(),
+        Some("use `host` (the default) or `namespace` (a private network namespace for the lab)")
+    );
 }
