@@ -9,7 +9,7 @@ pub(in crate::scenario) fn did_you_mean<'c>(
     wanted: &str,
     candidates: impl IntoIterator<Item = &'c (impl AsRef<str> + 'c + ?Sized)>,
 ) -> Option<String> {
-    nearest(wanted, candidates).map(|near| you_mean(near))
+    nearest(wanted, candidates).map(you_mean)
 }
 
 /// "did you mean `name`?" with the valid name nearest to `text`, if it has
