@@ -1,5 +1,10 @@
 //! Phase two: the raw lab checked and turned into the model. Every problem is
 //! collected in one pass, so an author fixes a file in one go.
+//!
+//! Here: the validator's state, the `[lab]` header, `[images]` and `[vm.…]`,
+//! and the helpers every rule uses. Each part of a step has its own file
+//! (`steps`, `actions`, `checks`, `expect`, `errata`), grading has
+//! `grading`, and `suggest` words the help they give.
 
 mod actions;
 mod checks;

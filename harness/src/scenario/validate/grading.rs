@@ -6,7 +6,7 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::suggest::{did_you_mean, use_one_of};
-use super::Validator;
+use super::{span_of, Validator};
 use crate::scenario::error::{Problem, TextPosition};
 use crate::scenario::model::{
     Action, GradeAction, GradeStep, Grading, Role, RubricCheck, Slot, SlotKind, Step, Visibility,
@@ -365,13 +365,13 @@ fn visibility_gloss(visibility: Visibility) -> Option<&'static str> {
 /// The grading keys a step gives, with their spans.
 fn grading_keys(step: &RawStep) -> Vec<(&'static str, Range<usize>)> {
     [
-        ("slot", step.slot.as_ref().map(Spanned::span)),
-        ("id", step.id.as_ref().map(Spanned::span)),
-        ("points", step.points.as_ref().map(Spanned::span)),
-        ("depends-on", step.depends_on.as_ref().map(Spanned::span)),
-        ("visibility", step.visibility.as_ref().map(Spanned::span)),
-        ("hint", step.hint.as_ref().map(Spanned::span)),
-        ("grades", step.grades.as_ref().map(Spanned::span)),
+        ("slot", span_of(&step.slot)),
+        ("id", span_of(&step.id)),
+        ("points", span_of(&step.points)),
+        ("depends-on", span_of(&step.depends_on)),
+        ("visibility", span_of(&step.visibility)),
+        ("hint", span_of(&step.hint)),
+        ("grades", span_of(&step.grades)),
     ]
     .into_iter()
     .filter_map(|(key, span)| Some((key, span?)))
