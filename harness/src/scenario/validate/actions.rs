@@ -19,6 +19,7 @@ enum On {
     Required,
     /// On that VM if given, else on the host.
     Optional,
+    /// Given anyway, `on` is a mistake.
     NotUsed,
 }
 
@@ -54,7 +55,10 @@ const ACTIONS: &[ActionKey] = &[
         on: On::NotUsed,
         grading_only: false,
         given: |step| span_of(&step.host),
-        parse: |v, step, _| v.host_action(step.host.as_ref()?),
+        parse: |v, step, _| {
+            let command = v.text(step.host.as_ref()?, "host")?;
+            Some(Action::Host { command }.into())
+        },
     },
     ActionKey {
         key: "run",
@@ -160,7 +164,8 @@ const ACTIONS: &[ActionKey] = &[
 ];
 
 impl Validator<'_> {
-    /// The step's one action, with its key.
+    /// The step's one action, with its key; `None` when it has none, two,
+    /// or a wrong one (each reported).
     pub(super) fn action(
         &mut self,
         step: &RawStep,
@@ -238,11 +243,6 @@ impl Validator<'_> {
             (_, Some(on)) => Some(self.vm_reference(on)),
             (_, None) => Some(None),
         }
-    }
-
-    fn host_action(&mut self, command: &Spanned<String>) -> Option<GradeAction> {
-        let command = self.text(command, "host")?;
-        Some(Action::Host { command }.into())
     }
 
     fn run_action(&mut self, raw: &Spanned<String>, vm: Option<String>) -> Option<GradeAction> {
@@ -340,5 +340,36 @@ impl Validator<'_> {
                 .with_help("write { send = \"…\" } or { expect = \"…\" }"),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    /// Each key of the table finds its own field of a step, and no other.
+    #[rstest]
+    #[case("host", "\"ls\"")]
+    #[case("run", "\"ls\"")]
+    #[case("interact", "[{ send = \"ls\" }]")]
+    #[case("boot", "\"vm1\"")]
+    #[case("reboot", "\"vm1\"")]
+    #[case("poweroff", "\"vm1\"")]
+    #[case("stop", "\"vm1\"")]
+    #[case("check", "{ file = \"f\" }")]
+    #[case("probe", "\"ls\"")]
+    #[case("wait", "\"label\"")]
+    #[case("not-checked", "\"why\"")]
+    #[case("slot", "\"a.sh\"")]
+    fn an_action_key_is_found_in_its_own_field(#[case] key: &str, #[case] value: &str) {
+        let step: RawStep =
+            toml::from_str(&format!("name = \"a\"\n{key} = {value}\n")).expect("a step");
+        let found: Vec<&str> = ACTIONS
+            .iter()
+            .filter(|action| (action.given)(&step).is_some())
+            .map(|action| action.key)
+            .collect();
+        assert_eq!(found, [key]);
     }
 }

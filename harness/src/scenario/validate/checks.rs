@@ -400,3 +400,30 @@ fn json(value: &toml::Value) -> serde_json::Value {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    /// Each kind of the table finds its own key of a check, and no other.
+    #[rstest]
+    #[case("qemu-img-info", "\"d.qcow2\"")]
+    #[case("file", "\"f\"")]
+    #[case("digest", "\"d.qcow2\"")]
+    #[case("no-links", "[\"tun\"]")]
+    #[case("running", "[\"vm1\"]")]
+    #[case("traffic", "[\"vm1\", \"vm2\"]")]
+    #[case("subnet", "[\"vm1\"]")]
+    #[case("socket-link", "[\"vm1\", \"vm2\"]")]
+    #[case("bridged-taps", "2")]
+    fn a_check_kind_is_found_in_its_own_key(#[case] key: &str, #[case] value: &str) {
+        let check: RawCheck = toml::from_str(&format!("{key} = {value}\n")).expect("a check");
+        let found: Vec<&str> = CHECK_KINDS
+            .iter()
+            .filter(|kind| (kind.given)(&check).is_some())
+            .map(|kind| kind.key)
+            .collect();
+        assert_eq!(found, [key]);
+    }
+}
