@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::model::{CheckResult, CheckStatus, LabResult};
 use crate::report::{LabReport, Outcome, StepReport};
 use crate::scenario::model::{
-    Action, AfterFailure, Grading, Lab, Network, Origin, Role, SlotKind, Step,
+    Action, AfterFailure, GradeAction, Grading, Lab, Network, Origin, Role, SlotKind, Step,
 };
 use crate::vm::allowlist;
 use crate::vm::CommandLine;
@@ -90,16 +90,18 @@ fn allowed(path: &str, text: &str) -> Origin {
 
 /// The step with its slot's file put in, or, when the file (or one a check
 /// grades) is missing, a step that says so without running.
-fn filled(step: &Step, role: &Role, files: &Files) -> Step {
+fn filled(step: &Step<GradeAction>, role: &Role, files: &Files) -> Step {
     let missing = |path: &String| !files.contains_key(path);
     let action = match (role, &step.action) {
-        (Role::Check(check), _) => match check.grades.iter().find(|path| missing(path)) {
-            Some(path) => Action::NotChecked {
-                reason: not_submitted(path),
-            },
-            None => step.action.clone(),
-        },
-        (_, Action::Slot { path, vm }) => match (files.get(path), vm) {
+        (Role::Check(check), GradeAction::Run(action)) => {
+            match check.grades.iter().find(|path| missing(path)) {
+                Some(path) => Action::NotChecked {
+                    reason: not_submitted(path),
+                },
+                None => action.clone(),
+            }
+        }
+        (_, GradeAction::Slot { path, vm }) => match (files.get(path), vm) {
             (None, _) => Action::NotChecked {
                 reason: not_submitted(path),
             },
@@ -111,12 +113,9 @@ fn filled(step: &Step, role: &Role, files: &Files) -> Step {
                 script: text.clone(),
             },
         },
-        (_, action) => action.clone(),
+        (_, GradeAction::Run(action)) => action.clone(),
     };
-    Step {
-        action,
-        ..step.clone()
-    }
+    step.with_action(action)
 }
 
 fn not_submitted(path: &str) -> String {
@@ -252,7 +251,7 @@ fn preparation_failure(grading: &Grading, report: &LabReport) -> Option<String> 
 }
 
 fn check_result(
-    step: &Step,
+    step: &Step<GradeAction>,
     check: &crate::scenario::model::RubricCheck,
     report: &StepReport,
 ) -> CheckResult {

@@ -37,18 +37,15 @@ pub fn load(path: &Path) -> Result<Lab, LabFileError> {
 /// stops at the first of these).
 fn toml_problem(error: &toml::de::Error) -> Problem {
     let message = error.message().trim().replace('\n', ": ");
-    let problem = Problem::new(error.span().unwrap_or(0..0), &message, "here");
-    match unknown_key_suggestion(&message) {
-        Some(near) => problem.with_help(format!("did you mean `{near}`?")),
-        None => problem,
-    }
+    Problem::new(error.span().unwrap_or(0..0), &message, "here")
+        .with_optional_help(unknown_key_suggestion(&message))
 }
 
-/// For serde's "unknown field `nmae`, expected one of `name`, `on`, …", the
-/// expected key nearest to the unknown one.
-fn unknown_key_suggestion(message: &str) -> Option<&str> {
+/// For serde's "unknown field `nmae`, expected one of `name`, `on`, …", a
+/// did-you-mean of the expected key nearest to the unknown one.
+fn unknown_key_suggestion(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     let (unknown, expected) = rest.split_once('`')?;
     let keys: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    validate::nearest(unknown, keys)
+    validate::did_you_mean(unknown, keys)
 }

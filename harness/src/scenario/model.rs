@@ -1,11 +1,17 @@
-//! The validated lab model: what the runner executes.
+//! The validated lab model: what the runner executes, and (in `grading.rs`)
+//! the grading program that a submission turns into a runnable lab.
 //!
 //! Produced only by [`super::parse`]; every value here has been checked, so the
 //! runner never meets a VM name that does not exist, a regex that does not
 //! compile or a step with two actions.
 
+mod grading;
+
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
+
+pub use grading::{GradeAction, GradeStep, Grading, Role, RubricCheck, Slot, SlotKind, Visibility};
 
 /// A place in a lab file, for messages that point back into it: 1-based
 /// line and column (in characters). For a VM or a step, the start of its
@@ -49,100 +55,8 @@ pub enum AfterFailure {
     GoOn,
 }
 
-/// A lab's grading: the files a submission may hold and the program that
-/// runs them, with the rubric's checks in it.
-#[derive(Debug, Clone)]
-pub struct Grading {
-    pub slots: Vec<Slot>,
-    /// `[[grade]]` in file order: grader steps, the student's slots and
-    /// the rubric's checks.
-    pub program: Vec<GradeStep>,
-}
-
-impl Grading {
-    pub fn slot(&self, path: &str) -> Option<&Slot> {
-        self.slots.iter().find(|slot| slot.path == path)
-    }
-
-    pub fn checks(&self) -> impl Iterator<Item = (&Step, &RubricCheck)> {
-        self.program.iter().filter_map(|entry| match &entry.role {
-            Role::Check(check) => Some((&entry.step, check)),
-            _ => None,
-        })
-    }
-
-    pub fn max_points(&self) -> u32 {
-        self.checks().map(|(_, check)| check.points).sum()
-    }
-}
-
-/// A file of the submission contract, e.g. `socket/vm1.qemu`.
-#[derive(Debug, Clone)]
-pub struct Slot {
-    /// Relative path inside a submission.
-    pub path: String,
-    pub kind: SlotKind,
-    /// What the reference submission holds: the handout's own command, with
-    /// the lab's errata fixed.
-    pub default: String,
-    pub location: Location,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SlotKind {
-    /// `.qemu`: the command line of this VM.
-    Qemu { vm: String },
-    /// `.guest`: lines typed one by one into a VM's shell.
-    Guest,
-    /// `.sh`: host commands run by `sh` in the submission's sandbox.
-    Shell,
-}
-
-#[derive(Debug, Clone)]
-pub struct GradeStep {
-    pub step: Step,
-    pub role: Role,
-}
-
-#[derive(Debug, Clone)]
-pub enum Role {
-    /// labcheck's own step (make the inputs, boot, reboot).
-    Grader,
-    /// Runs a slot of the submission (`slot = "…"`).
-    Student { slot: String },
-    /// A rubric check: an observation of labcheck's own, worth points.
-    Check(RubricCheck),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RubricCheck {
-    pub id: String,
-    pub points: u32,
-    /// Checks that must pass for this one to run; otherwise it is skipped.
-    pub depends_on: Vec<String>,
-    pub visibility: Visibility,
-    pub hint: Option<String>,
-    /// The submission files this check grades: if one is missing, the check
-    /// fails as not submitted without running.
-    pub grades: Vec<String>,
-}
-
-/// Who may see a check's result, as Gradescope names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Visibility {
-    /// Shown to the student with its evidence. The default.
-    #[default]
-    Visible,
-    /// Never shown to the student; counted as hidden in their feedback.
-    Hidden,
-    /// Shown to the student once the due date has passed.
-    AfterDueDate,
-}
-
 /// `network = "host"` (the default) or `network = "namespace"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Network {
     /// Host commands and QEMU run in the host's own network namespace.
     Host,
@@ -150,6 +64,27 @@ pub enum Network {
     /// when labcheck is not root): its host commands and QEMU run inside,
     /// `sudo` means the namespace's root, and nothing of it outlives the lab.
     Namespace,
+}
+
+impl Network {
+    /// Every network, in the order help lists them.
+    pub const ALL: [Network; 2] = [Network::Host, Network::Namespace];
+
+    /// How a lab file and the report write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Host => "host",
+            Network::Namespace => "namespace",
+        }
+    }
+}
+
+impl FromStr for Network {
+    type Err = UnknownKeyword;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        from_keyword(&Self::ALL, Self::as_str, text)
+    }
 }
 
 /// A file the handout expects to exist, provided by the built-in guest.
@@ -161,8 +96,7 @@ pub struct ImageStandIn {
 }
 
 /// The forms of the built-in guest (see DESIGN.md, "The guest").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuestForm {
     /// Bootable ISO (isolinux), linked read-only into the work dir. `guest:iso`
     Iso,
@@ -173,6 +107,57 @@ pub enum GuestForm {
     /// own decompression, about 5 s of each boot under TCG. For VMs whose boot is not what
     /// the lab shows. The ISO is linked into the work dir all the same. `guest:direct`
     Direct,
+}
+
+impl GuestForm {
+    /// Every form, in the order help lists them.
+    pub const ALL: [GuestForm; 3] = [GuestForm::Iso, GuestForm::Disk, GuestForm::Direct];
+
+    /// How a lab file's `[images]` and the report write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestForm::Iso => "guest:iso",
+            GuestForm::Disk => "guest:disk",
+            GuestForm::Direct => "guest:direct",
+        }
+    }
+}
+
+impl FromStr for GuestForm {
+    type Err = UnknownKeyword;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        from_keyword(&Self::ALL, Self::as_str, text)
+    }
+}
+
+/// A word that is none of an enum's keywords.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{word}` is not one of {}", .expected.join(", "))]
+pub struct UnknownKeyword {
+    pub word: String,
+    /// The keywords it could have been, quoted.
+    pub expected: Vec<String>,
+}
+
+/// The value of `values` that `keyword` writes as `text`: the one reading
+/// of each keyword enum's table (its `as_str`).
+fn from_keyword<T: Copy>(
+    values: &[T],
+    keyword: fn(T) -> &'static str,
+    text: &str,
+) -> Result<T, UnknownKeyword> {
+    values
+        .iter()
+        .copied()
+        .find(|value| keyword(*value) == text)
+        .ok_or_else(|| UnknownKeyword {
+            word: text.to_owned(),
+            expected: values
+                .iter()
+                .map(|value| format!("`{}`", keyword(*value)))
+                .collect(),
+        })
 }
 
 #[derive(Debug, Clone)]
@@ -198,11 +183,13 @@ pub enum Origin {
     Refused(String),
 }
 
+/// A step of a lab file. `A` is what it does: an [`Action`] in a runnable
+/// lab, a [`GradeAction`] in a grading program (which may name a slot).
 #[derive(Debug, Clone)]
-pub struct Step {
+pub struct Step<A = Action> {
     pub name: String,
     pub location: Location,
-    pub action: Action,
+    pub action: A,
     pub expect: Expectation,
     pub erratum: Option<Erratum>,
     /// As written (KVM time); the runner scales it for the accelerator.
@@ -214,6 +201,24 @@ pub struct Step {
     pub id: Option<String>,
     /// Steps (by `id`) that must have passed for this one to run.
     pub depends_on: Vec<String>,
+}
+
+impl<A> Step<A> {
+    /// This step doing `action` instead: its name, expectation, erratum and
+    /// the rest stay.
+    pub fn with_action<B>(&self, action: B) -> Step<B> {
+        Step {
+            name: self.name.clone(),
+            location: self.location.clone(),
+            action,
+            expect: self.expect.clone(),
+            erratum: self.erratum.clone(),
+            timeout: self.timeout,
+            background: self.background.clone(),
+            id: self.id.clone(),
+            depends_on: self.depends_on.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -249,13 +254,12 @@ pub enum Action {
     /// `not-checked = "reason"`: a claim of the handout that cannot be shown
     /// here. Reported as not checked, never as passed.
     NotChecked { reason: String },
-    /// `slot = "…"` in `[[grade]]`: a submission file, resolved into
-    /// [`Action::Lines`] or [`Action::Sandboxed`] before the lab runs.
-    Slot { path: String, vm: Option<String> },
     /// A student's `.guest` file: each line typed into the VM's shell in
-    /// turn, whatever the one before did.
+    /// turn, whatever the one before did. What a filled `.guest`
+    /// [`GradeAction::Slot`] becomes; no lab file writes it.
     Lines { vm: String, lines: Vec<String> },
     /// A student's `.sh` file, run by `sh` in the submission's sandbox.
+    /// What a filled `.sh` [`GradeAction::Slot`] becomes; no lab file writes it.
     Sandboxed { script: String },
 }
 
@@ -337,4 +341,43 @@ pub struct Erratum {
     /// How the erratum shows itself. A failure that does not match this is a
     /// plain failure, not the known erratum.
     pub observed: Expectation,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each keyword enum's one table reads back what it writes.
+    #[test]
+    fn keywords_parse_back_to_their_values() {
+        for network in Network::ALL {
+            assert_eq!(network.as_str().parse(), Ok(network));
+        }
+        for form in GuestForm::ALL {
+            assert_eq!(form.as_str().parse(), Ok(form));
+        }
+        for visibility in Visibility::ALL {
+            assert_eq!(visibility.as_str().parse(), Ok(visibility));
+        }
+    }
+
+    #[test]
+    fn an_unknown_keyword_lists_the_known_ones() {
+        let error = "guest:cd".parse::<GuestForm>().expect_err("not a form");
+        assert_eq!(
+            error.to_string(),
+            "`guest:cd` is not one of `guest:iso`, `guest:disk`, `guest:direct`"
+        );
+    }
+
+    #[test]
+    fn a_visibility_is_serialized_as_its_keyword_and_read_back() {
+        for visibility in Visibility::ALL {
+            let json = serde_json::to_string(&visibility).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", visibility.as_str()));
+            let read: Visibility = serde_json::from_str(&json).expect("deserializes");
+            assert_eq!(read, visibility);
+        }
+        assert!(serde_json::from_str::<Visibility>("\"public\"").is_err());
+    }
 }

@@ -54,6 +54,22 @@ pub enum SubstitutionKind {
     ImagePath,
 }
 
+impl SubstitutionKind {
+    /// As report.json spells it (serde's snake_case of the variant).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubstitutionKind::Accelerator => "accelerator",
+            SubstitutionKind::StandIn => "stand_in",
+            SubstitutionKind::SerialWiring => "serial_wiring",
+            SubstitutionKind::Display => "display",
+            SubstitutionKind::Monitor => "monitor",
+            SubstitutionKind::ControlChannel => "control_channel",
+            SubstitutionKind::LoopbackPort => "loopback_port",
+            SubstitutionKind::ImagePath => "image_path",
+        }
+    }
+}
+
 /// One declared difference between the handout and what runs.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Substitution {
@@ -113,6 +129,24 @@ pub(super) fn path_text(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `as_str` and serde's renames spell one table twice: they must agree.
+    #[test]
+    fn substitution_kinds_are_spelled_as_serde_spells_them() {
+        for kind in [
+            SubstitutionKind::Accelerator,
+            SubstitutionKind::StandIn,
+            SubstitutionKind::SerialWiring,
+            SubstitutionKind::Display,
+            SubstitutionKind::Monitor,
+            SubstitutionKind::ControlChannel,
+            SubstitutionKind::LoopbackPort,
+            SubstitutionKind::ImagePath,
+        ] {
+            let json = serde_json::to_string(&kind).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+        }
+    }
 
     #[test]
     fn escapes_commas_in_socket_paths() {

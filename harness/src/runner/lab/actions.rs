@@ -108,9 +108,6 @@ impl LabRun<'_> {
             Action::NotChecked { reason } => Err(StepFailure::error(format!(
                 "a claim not checked has nothing to perform ({reason})"
             ))),
-            Action::Slot { path, .. } => Err(StepFailure::error(format!(
-                "the slot `{path}` was not filled from a submission"
-            ))),
             Action::Lines { vm, lines } => {
                 let deadline = self.deadline(step, GUEST_TIMEOUT);
                 self.type_lines(vm, lines, deadline).await

@@ -5,7 +5,7 @@
 
 use crate::events::records::{Outcome, StandInReport, StepKind, StepReport, SubstitutionReport};
 use crate::scenario::model::{
-    Action, Check, DigestMode, FieldExpect, GuestForm, Interaction, Lab, Network, Step,
+    Action, Check, DigestMode, FieldExpect, Interaction, Lab, Network, Step,
 };
 use crate::vm::rewrite;
 
@@ -58,7 +58,6 @@ fn describe_action(action: &Action) -> (StepKind, Option<String>, Option<String>
         Action::Wait { label } => (StepKind::Wait, None, Some(format!("wait for `{label}`"))),
         Action::Probe { vm, command } => (StepKind::Probe, vm.clone(), Some(command.clone())),
         Action::NotChecked { .. } => (StepKind::Claim, None, None),
-        Action::Slot { path, vm } => (StepKind::Host, vm.clone(), Some(path.clone())),
         Action::Lines { vm, lines } => (StepKind::Guest, Some(vm.clone()), Some(lines.join("\n"))),
         Action::Sandboxed { script } => (StepKind::Host, None, Some(script.clone())),
     }
@@ -123,7 +122,7 @@ pub(super) fn stand_ins(lab: &Lab) -> Vec<StandInReport> {
         .iter()
         .map(|image| StandInReport {
             name: image.name.clone(),
-            form: form_name(image.form).to_string(),
+            form: image.form.as_str().to_string(),
         })
         .collect()
 }
@@ -137,7 +136,7 @@ pub(super) fn vm_substitutions(
         .iter()
         .map(|s| SubstitutionReport {
             vm: vm.to_string(),
-            kind: kind_name(s.kind),
+            kind: s.kind.as_str().to_string(),
             original: s.original.clone(),
             replacement: s.replacement.clone(),
             reason: s.reason.clone(),
@@ -158,28 +157,5 @@ pub(super) fn lab_substitutions(lab: &Lab) -> Vec<SubstitutionReport> {
                      where they already act as its root; nothing they do reaches the host"
                 .to_string(),
         }],
-    }
-}
-
-/// The snake_case name the report uses for a substitution's kind.
-fn kind_name(kind: rewrite::SubstitutionKind) -> String {
-    serde_json::to_value(kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("{kind:?}"))
-}
-
-pub(super) fn network_name(network: Network) -> &'static str {
-    match network {
-        Network::Host => "host",
-        Network::Namespace => "namespace",
-    }
-}
-
-fn form_name(form: GuestForm) -> &'static str {
-    match form {
-        GuestForm::Iso => "guest:iso",
-        GuestForm::Disk => "guest:disk",
-        GuestForm::Direct => "guest:direct",
     }
 }

@@ -1,23 +1,17 @@
-//! Phase two for grading: `[slot."…"]`, `[[grade]]` and the observations
-//! that rubric checks make (`running`, `traffic`, `subnet`, `socket-link`,
-//! `bridged-taps`, which plain steps may use too).
+//! Phase two for grading: `[slot."…"]`, `[[grade]]` and its rubric checks
+//! (whose observations, `check` and `probe`, are parsed as any step's).
 
 use std::ops::Range;
 
 use toml::Spanned;
 
-use super::{nearest, Validator};
+use super::suggest::{did_you_mean, use_one_of};
+use super::{span_of, Validator};
 use crate::scenario::error::{Problem, TextPosition};
 use crate::scenario::model::{
-    Action, Check, GradeStep, Grading, Role, RubricCheck, Slot, SlotKind, Visibility,
+    Action, GradeAction, GradeStep, Grading, Role, RubricCheck, Slot, SlotKind, Step, Visibility,
 };
 use crate::scenario::raw::{in_file_order, items, RawLab, RawSlot, RawStep, Strings};
-
-const VISIBILITIES: [(&str, Visibility); 3] = [
-    ("visible", Visibility::Visible),
-    ("hidden", Visibility::Hidden),
-    ("after_due_date", Visibility::AfterDueDate),
-];
 
 /// Points above this are a typo, not a rubric.
 const MAX_POINTS: i64 = 1000;
@@ -149,13 +143,11 @@ impl Validator<'_> {
         &mut self,
         path: &Spanned<String>,
         on: Option<String>,
-    ) -> Option<Action> {
+    ) -> Option<GradeAction> {
         let wanted = path.get_ref();
         if !self.slot_paths.contains(wanted) {
-            let help = match nearest(wanted, &self.slot_paths) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None => format!("declare it: [slot.\"{wanted}\"]"),
-            };
+            let help = did_you_mean(wanted, &self.slot_paths)
+                .unwrap_or_else(|| format!("declare it: [slot.\"{wanted}\"]"));
             return self.reject(
                 Problem::new(
                     path.span(),
@@ -165,7 +157,7 @@ impl Validator<'_> {
                 .with_help(help),
             );
         }
-        let action = |vm| Action::Slot {
+        let action = |vm| GradeAction::Slot {
             path: wanted.clone(),
             vm,
         };
@@ -210,7 +202,7 @@ impl Validator<'_> {
 
     fn grade_entry(&mut self, raw: &Spanned<RawStep>) -> Option<GradeStep> {
         let entry = raw.get_ref();
-        let step = self.step(raw, "[[grade]]");
+        let step = self.parse_step(raw, "[[grade]]");
         let role = match (&entry.points, &entry.slot) {
             (Some(points), _) => self.rubric_check(entry, points, step.as_ref()),
             (None, slot) => {
@@ -242,13 +234,17 @@ impl Validator<'_> {
         &mut self,
         entry: &RawStep,
         points: &Spanned<i64>,
-        step: Option<&crate::scenario::model::Step>,
+        step: Option<&Step<GradeAction>>,
     ) -> Option<Role> {
         // The id is registered even when the step has problems of its own,
         // so that checks depending on it are not reported too.
         let id = self.check_id(entry);
-        let observes =
-            step.map(|step| matches!(step.action, Action::Check(_) | Action::Probe { .. }));
+        let observes = step.map(|step| {
+            matches!(
+                step.action,
+                GradeAction::Run(Action::Check(_) | Action::Probe { .. })
+            )
+        });
         if observes == Some(false) {
             return self.reject(
                 Problem::new(
@@ -316,10 +312,8 @@ impl Validator<'_> {
             if v.check_ids.contains_key(id) {
                 return Some(id.to_owned());
             }
-            let help = match nearest(id, v.check_ids.keys()) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None => "a check depends only on checks before it".to_owned(),
-            };
+            let help = did_you_mean(id, v.check_ids.keys())
+                .unwrap_or_else(|| "a check depends only on checks before it".to_owned());
             v.reject(
                 Problem::new(span, format!("no earlier check is `{id}`"), "unknown")
                     .with_help(help),
@@ -329,8 +323,8 @@ impl Validator<'_> {
 
     fn visibility(&mut self, raw: &Spanned<String>) -> Option<Visibility> {
         let wanted = raw.get_ref();
-        if let Some((_, visibility)) = VISIBILITIES.iter().find(|(key, _)| key == wanted) {
-            return Some(*visibility);
+        if let Ok(visibility) = wanted.parse() {
+            return Some(visibility);
         }
         self.reject(
             Problem::new(
@@ -338,7 +332,11 @@ impl Validator<'_> {
                 format!("`{wanted}` is not a visibility"),
                 "here",
             )
-            .with_help("use `visible` (the default), `hidden` or `after_due_date`"),
+            .with_help(use_one_of(
+                &Visibility::ALL,
+                Visibility::as_str,
+                visibility_gloss,
+            )),
         )
     }
 
@@ -354,98 +352,26 @@ impl Validator<'_> {
             ))
         })
     }
+}
 
-    /// A list of exactly two VMs, for checks between two of them.
-    fn vm_pair(&mut self, raw: &Spanned<Strings>, key: &str) -> Option<(String, String)> {
-        let names = self.vm_list(raw, key)?;
-        match names.as_slice() {
-            [first, second] if first != second => Some((first.clone(), second.clone())),
-            _ => self.reject(
-                Problem::new(
-                    raw.span(),
-                    format!("`{key}` names two different VMs"),
-                    "here",
-                )
-                .with_help(format!("{key} = [\"vm1\", \"vm2\"]")),
-            ),
-        }
-    }
-
-    fn vm_list(&mut self, raw: &Spanned<Strings>, key: &str) -> Option<Vec<String>> {
-        let names = items(raw);
-        if names.is_empty() {
-            return self.reject(Problem::new(
-                raw.span(),
-                format!("`{key}` names no VM"),
-                "empty",
-            ));
-        }
-        self.all(names, |v, (span, name)| {
-            v.vm_reference(&Spanned::new(span, name.to_owned()))
-        })
-    }
-
-    pub(super) fn running_check(&mut self, raw: &Spanned<Strings>) -> Option<Check> {
-        let vms = self.vm_list(raw, "running")?;
-        Some(Check::Running { vms })
-    }
-
-    pub(super) fn traffic_check(&mut self, raw: &Spanned<Strings>) -> Option<Check> {
-        let (from, to) = self.vm_pair(raw, "traffic")?;
-        Some(Check::Traffic { from, to })
-    }
-
-    pub(super) fn subnet_check(&mut self, raw: &Spanned<Strings>) -> Option<Check> {
-        let vms = self.vm_list(raw, "subnet")?;
-        Some(Check::Subnet { vms })
-    }
-
-    pub(super) fn socket_link_check(&mut self, raw: &Spanned<Strings>) -> Option<Check> {
-        let (listen, connect) = self.vm_pair(raw, "socket-link")?;
-        Some(Check::SocketLink { listen, connect })
-    }
-
-    pub(super) fn bridged_taps_check(&mut self, raw: &Spanned<i64>) -> Option<Check> {
-        let count = match u32::try_from(*raw.get_ref()) {
-            Ok(count) if count > 0 => count,
-            _ => {
-                return self.reject(Problem::new(
-                    raw.span(),
-                    "`bridged-taps` counts tap devices: 1 or more",
-                    "here",
-                ))
-            }
-        };
-        self.namespace_only(raw.span(), "bridged-taps")?;
-        Some(Check::BridgedTaps { count })
-    }
-
-    /// Checks that look into the lab's namespace need the lab to have one.
-    pub(super) fn namespace_only(&mut self, span: Range<usize>, key: &str) -> Option<()> {
-        if self.network == crate::scenario::model::Network::Namespace {
-            return Some(());
-        }
-        self.reject(
-            Problem::new(
-                span,
-                format!("`{key}` checks the lab's own namespace, and this lab has none"),
-                "no namespace",
-            )
-            .with_help("add network = \"namespace\" to [lab]"),
-        )
+/// What help says of a visibility beside its keyword.
+fn visibility_gloss(visibility: Visibility) -> Option<&'static str> {
+    match visibility {
+        Visibility::Visible => Some("the default"),
+        Visibility::Hidden | Visibility::AfterDueDate => None,
     }
 }
 
 /// The grading keys a step gives, with their spans.
 fn grading_keys(step: &RawStep) -> Vec<(&'static str, Range<usize>)> {
     [
-        ("slot", step.slot.as_ref().map(Spanned::span)),
-        ("id", step.id.as_ref().map(Spanned::span)),
-        ("points", step.points.as_ref().map(Spanned::span)),
-        ("depends-on", step.depends_on.as_ref().map(Spanned::span)),
-        ("visibility", step.visibility.as_ref().map(Spanned::span)),
-        ("hint", step.hint.as_ref().map(Spanned::span)),
-        ("grades", step.grades.as_ref().map(Spanned::span)),
+        ("slot", span_of(&step.slot)),
+        ("id", span_of(&step.id)),
+        ("points", span_of(&step.points)),
+        ("depends-on", span_of(&step.depends_on)),
+        ("visibility", span_of(&step.visibility)),
+        ("hint", span_of(&step.hint)),
+        ("grades", span_of(&step.grades)),
     ]
     .into_iter()
     .filter_map(|(key, span)| Some((key, span?)))
