@@ -10,7 +10,6 @@ use clap::{Parser, Subcommand};
 
 use crate::scenario::{self, model::Lab};
 use crate::shard::Shard;
-use crate::vm::CommandLine;
 
 pub mod exit;
 pub mod grade;
@@ -111,7 +110,8 @@ fn check_command(files: &[PathBuf]) -> Result<Verdict, CliError> {
     Ok(Verdict::Passed)
 }
 
-/// Loads and validates every lab file, every VM's command line included.
+/// Loads and validates every lab file (every VM's command line included:
+/// the lab file's parser checks them).
 /// Nothing runs unless all of them are valid; the error holds every
 /// problem of every file.
 pub fn load_labs(files: &[PathBuf]) -> Result<Vec<Lab>, CliError> {
@@ -119,10 +119,7 @@ pub fn load_labs(files: &[PathBuf]) -> Result<Vec<Lab>, CliError> {
     let mut problems = Vec::new();
     for file in files {
         match scenario::load(file) {
-            Ok(lab) => {
-                problems.extend(command_line_problems(&lab));
-                labs.push(lab);
-            }
+            Ok(lab) => labs.push(lab),
             Err(error) => problems.push(render_diagnostic(&error)),
         }
     }
@@ -131,22 +128,6 @@ pub fn load_labs(files: &[PathBuf]) -> Result<Vec<Lab>, CliError> {
     } else {
         Err(CliError::InvalidLabFiles(problems))
     }
-}
-
-fn command_line_problems(lab: &Lab) -> Vec<String> {
-    lab.vms
-        .iter()
-        .filter_map(|vm| {
-            let error = CommandLine::parse(&vm.qemu).err()?;
-            Some(format!(
-                "{}:{}:{}: vm.{}.qemu: {error}",
-                vm.location.file.display(),
-                vm.location.line,
-                vm.location.column,
-                vm.name
-            ))
-        })
-        .collect()
 }
 
 fn render_diagnostic(error: &dyn miette::Diagnostic) -> String {

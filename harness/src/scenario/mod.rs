@@ -6,6 +6,7 @@
 mod error;
 pub mod find;
 pub mod model;
+pub mod qemu_line;
 mod raw;
 mod validate;
 

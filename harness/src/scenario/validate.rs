@@ -22,6 +22,7 @@ use toml::Spanned;
 
 use super::error::{Problem, TextPosition};
 use super::model::{AfterFailure, GuestForm, ImageStandIn, Lab, Location, Network, Origin, VmSpec};
+use super::qemu_line::CommandLine;
 use super::raw::{in_file_order, RawHeader, RawLab, RawVm};
 pub(super) use suggest::did_you_mean;
 use suggest::{did_you_mean_name, keyword_help};
@@ -240,14 +241,40 @@ impl Validator<'_> {
         let name_is_valid = self.name_is_valid(name, "VM name");
         let table = format!("[vm.{}]", name.get_ref());
         let head = self.head(vm.span());
-        let qemu = self.required_text(vm.get_ref().qemu.as_ref(), "qemu", &table, &head);
+        let qemu = self.required_text(vm.get_ref().qemu.as_ref(), "qemu", &table, &head)?;
+        self.command_line_parses(qemu)?;
         name_is_valid.then_some(())?;
         Some(VmSpec {
             name: name.get_ref().clone(),
-            qemu: qemu?.get_ref().clone(),
+            qemu: qemu.get_ref().clone(),
             location: self.location(vm.span()),
             origin: Origin::LabFile,
         })
+    }
+
+    /// A VM's QEMU command line parses (quotes closed, a `qemu-system-*`
+    /// program, every option's value there), so nothing runs half-way.
+    fn command_line_parses(&mut self, qemu: &Spanned<String>) -> Option<()> {
+        let error = match CommandLine::parse(qemu.get_ref()) {
+            Ok(_) => return Some(()),
+            Err(error) => error,
+        };
+        let span = self.span_in_value(qemu, error.offset());
+        self.reject(Problem::new(span, error.to_string(), "here"))
+    }
+
+    /// The span of byte `offset` of `value`'s text, when the file holds that
+    /// text as written (a literal string, or one without escapes); else the
+    /// whole value.
+    fn span_in_value(&self, value: &Spanned<String>, offset: usize) -> Range<usize> {
+        let written = &self.text[value.span()];
+        match written.find(value.get_ref().as_str()) {
+            Some(at) => {
+                let start = value.span().start + at + offset;
+                start..start + 1
+            }
+            None => value.span(),
+        }
     }
 
     fn vm_reference(&mut self, name: &Spanned<String>) -> Option<String> {

@@ -1,7 +1,8 @@
 //! QEMU: command lines, the accelerator probe, launching VMs, QMP. Every
 //! child QEMU starts through [`crate::process`], the one door.
 //!
-//! - [`cmdline`] and [`rewrite`] are pure: handout text in, argv and the list
+//! - [`cmdline`] (the lab file's QEMU command lines, parsed in
+//!   [`crate::scenario::qemu_line`]) and [`rewrite`] are pure: handout text in, argv and the list
 //!   of declared substitutions out.
 //! - [`args`] is the argument vocabulary they share with the launchers: the
 //!   accelerator, the substitutions, the socket wiring. A leaf, so that the
@@ -20,13 +21,13 @@ pub const QEMU: &str = "qemu-system-x86_64";
 pub mod accel;
 pub mod allowlist;
 pub mod args;
-pub mod cmdline;
 pub mod firmware;
 pub mod launch;
 pub mod ports;
 pub mod qmp;
 pub mod rewrite;
 
+pub use crate::scenario::qemu_line as cmdline;
 pub use accel::{probe, probe_cached, Probe};
 pub use args::{Accel, Substitution, SubstitutionKind};
 pub use cmdline::{CmdlineError, CommandLine, KeyValue, KeyValues, QemuOption};
