@@ -338,7 +338,7 @@ fn test_module_files(files: &[SourceFile]) -> BTreeSet<String> {
     let mut test_only = BTreeSet::new();
     for file in files {
         let dir = match file.relative.rsplit_once('/') {
-            Some((dir, name)) if name == "mod.rs" => dir.to_string(),
+            Some((dir, "mod.rs")) => dir.to_string(),
             Some((dir, name)) => format!("{dir}/{}", name.trim_end_matches(".rs")),
             None => file.relative.trim_end_matches(".rs").to_string(),
         };
