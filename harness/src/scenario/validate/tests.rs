@@ -11,7 +11,7 @@ use crate::scenario::parse;
 
 /// A valid lab of one step (lines 1 to 12); cases append from line 13.
 const BASE: &str =
-    "[lab]\nid = \"t\"\ntitle = \"T\"\nhandout = \"H\"\n\n[vm.vm1]\nqemu = \"q\"\n\n\
+    "[lab]\nid = \"t\"\ntitle = \"T\"\nhandout = \"H\"\n\n[vm.vm1]\nqemu = \"qemu-system-x86_64\"\n\n\
                     [[step]]\nname = \"ok\"\nhost = \"true\"\n\n";
 
 fn problems(text: &str) -> Vec<String> {
@@ -172,7 +172,7 @@ fn base_is_valid() {
     "[images]\n\"a/d.qcow2\" = \"guest:disk\"\n",
     "14:1: `a/d.qcow2` is not a file name"
 )]
-#[case::vm_name("[vm.Vm2]\nqemu = \"q\"\n", "13:5: `Vm2` is not a valid VM name")]
+#[case::vm_name("[vm.Vm2]\nqemu = \"qemu-system-x86_64\"\n", "13:5: `Vm2` is not a valid VM name")]
 #[case::vm_without_qemu("[vm.vm2]\n", "13:1: [vm.vm2] has no `qemu`")]
 #[case::vm_blank_qemu("[vm.vm2]\nqemu = \"\"\n", "14:8: `qemu` is empty")]
 #[case::unknown_key(
