@@ -49,15 +49,12 @@ impl FactLabel {
     }
 }
 
-/// The description of `step` if it failed or could not run; `None` for
-/// every other outcome.
-pub fn describe_failure(step: &StepReport) -> Option<FailureDescription<'_>> {
-    if !matches!(step.outcome, Outcome::Failed | Outcome::Error) {
-        return None;
-    }
-    let fact = |label, text: &str| Fact {
+/// What any step ran, expected and saw, and its note, in the order every
+/// renderer shows them (a failure's [`FailureDescription::facts`]).
+pub fn step_facts(step: &StepReport) -> Vec<Fact<'_>> {
+    let fact = |label, text| Fact {
         label,
-        text: text.to_owned().into(),
+        text: std::borrow::Cow::Borrowed(text),
     };
     let mut facts = Vec::new();
     facts.extend(step.command.as_deref().map(|c| fact(FactLabel::Command, c)));
@@ -68,6 +65,15 @@ pub fn describe_failure(step: &StepReport) -> Option<FailureDescription<'_>> {
     facts.extend(step.expected.iter().map(|e| fact(FactLabel::Expected, e)));
     facts.extend(step.mismatches.iter().map(|m| fact(FactLabel::Observed, m)));
     facts.extend(step.note.as_deref().map(|n| fact(FactLabel::Note, n)));
+    facts
+}
+
+/// The description of `step` if it failed or could not run; `None` for
+/// every other outcome.
+pub fn describe_failure(step: &StepReport) -> Option<FailureDescription<'_>> {
+    if !matches!(step.outcome, Outcome::Failed | Outcome::Error) {
+        return None;
+    }
     let headline = step
         .mismatches
         .first()
@@ -75,7 +81,7 @@ pub fn describe_failure(step: &StepReport) -> Option<FailureDescription<'_>> {
         .map(String::as_str);
     Some(FailureDescription {
         headline,
-        facts,
+        facts: step_facts(step),
         output: step.output.lines().collect(),
         console_tail: &step.console_tail,
     })

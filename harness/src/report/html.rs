@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 use std::path::{Component, Path};
 
+use super::failure::{step_facts, FactLabel};
 use super::model::{
     ErratumReport, LabOutcome, LabReport, Outcome, Report, StepReport, SubstitutionReport,
     TranscriptReport,
@@ -316,7 +317,7 @@ fn step_article(step: &StepReport) -> String {
         text::html(&step.name),
         text::html(&meta.join(" · ")),
     );
-    out.push_str(&step_facts(step));
+    out.push_str(&step_facts_list(step));
     if let Some(erratum) = &step.erratum {
         out.push_str(&erratum_block(erratum));
     }
@@ -345,35 +346,24 @@ fn step_article(step: &StepReport) -> String {
 }
 
 /// What the step ran, expected and saw, and why it was skipped or not
-/// checked.
-fn step_facts(step: &StepReport) -> String {
+/// checked: [`step_facts`], the facts every renderer shows, as a list.
+fn step_facts_list(step: &StepReport) -> String {
     let mut out = String::from("<dl class=\"facts\">\n");
-    if let Some(command) = &step.command {
-        let _ = writeln!(
-            out,
-            "<dt>Command</dt><dd><pre>{}</pre></dd>",
-            text::html(command)
-        );
-    }
-    if let Some(exit) = step.exit {
-        let _ = writeln!(out, "<dt>Exit</dt><dd>{exit}</dd>");
-    }
-    for expected in &step.expected {
-        let _ = writeln!(out, "<dt>Expected</dt><dd>{}</dd>", text::html(expected));
-    }
-    for mismatch in &step.mismatches {
-        let _ = writeln!(
-            out,
-            "<dt class=\"outcome o-failed\">Observed</dt><dd>{}</dd>",
-            text::html(mismatch)
-        );
-    }
-    if let Some(note) = &step.note {
-        let label = match step.outcome {
-            Outcome::NotChecked => "Not checked because",
-            _ => "Note",
+    for fact in step_facts(step) {
+        let (label, class) = match fact.label {
+            FactLabel::Command => ("Command", ""),
+            FactLabel::Exit => ("Exit", ""),
+            FactLabel::Expected => ("Expected", ""),
+            FactLabel::Observed => ("Observed", " class=\"outcome o-failed\""),
+            FactLabel::Note if step.outcome == Outcome::NotChecked => ("Not checked because", ""),
+            FactLabel::Note => ("Note", ""),
         };
-        let _ = writeln!(out, "<dt>{label}</dt><dd>{}</dd>", text::html(note));
+        let text = text::html(&fact.text);
+        let text = match fact.label {
+            FactLabel::Command => format!("<pre>{text}</pre>"),
+            _ => text,
+        };
+        let _ = writeln!(out, "<dt{class}>{label}</dt><dd>{text}</dd>");
     }
     out.push_str("</dl>\n");
     out

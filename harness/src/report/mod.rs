@@ -13,7 +13,7 @@ mod terminal;
 
 pub use builder::ReportBuilder;
 pub use canonical::{CanonicalLab, CanonicalStep};
-pub use failure::{describe_failure, Fact, FactLabel, FailureDescription};
+pub use failure::{describe_failure, step_facts, Fact, FactLabel, FailureDescription};
 pub use html::{html, transcripts_in};
 pub use junit::junit;
 pub use markdown::markdown;

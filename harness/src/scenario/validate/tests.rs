@@ -172,7 +172,10 @@ fn base_is_valid() {
     "[images]\n\"a/d.qcow2\" = \"guest:disk\"\n",
     "14:1: `a/d.qcow2` is not a file name"
 )]
-#[case::vm_name("[vm.Vm2]\nqemu = \"qemu-system-x86_64\"\n", "13:5: `Vm2` is not a valid VM name")]
+#[case::vm_name(
+    "[vm.Vm2]\nqemu = \"qemu-system-x86_64\"\n",
+    "13:5: `Vm2` is not a valid VM name"
+)]
 #[case::vm_without_qemu("[vm.vm2]\n", "13:1: [vm.vm2] has no `qemu`")]
 #[case::vm_blank_qemu("[vm.vm2]\nqemu = \"\"\n", "14:8: `qemu` is empty")]
 #[case::unknown_key(
