@@ -8,6 +8,7 @@ pub mod records;
 
 use std::time::Duration;
 
+use crate::scenario::model::Network;
 use records::{Environment, StandInReport, StepReport, SubstitutionReport, TranscriptReport};
 
 #[derive(Debug, Clone)]
@@ -24,8 +25,7 @@ pub enum Event {
         handout: String,
         source: String,
         work_dir: String,
-        /// `host` or `namespace`.
-        network: String,
+        network: Network,
         stand_ins: Vec<StandInReport>,
         /// Changes that apply to the whole lab (`sudo` in its namespace).
         substitutions: Vec<SubstitutionReport>,

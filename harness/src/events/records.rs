@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::scenario::model::GuestForm;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Environment {
     pub labcheck: String,
@@ -106,7 +108,7 @@ impl std::fmt::Display for StepKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StandInReport {
     pub name: String,
-    pub form: String,
+    pub form: GuestForm,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -442,7 +442,7 @@ check = { subnet = ["vm1"] }
             work_dir: String::new(),
             outcome: LabOutcome::Passed,
             duration_ms: 0,
-            network: "namespace".into(),
+            network: Network::Namespace,
             stand_ins: Vec::new(),
             substitutions: Vec::new(),
             steps: grading(&lab)

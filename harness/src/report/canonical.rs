@@ -12,7 +12,9 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::Serialize;
 
-use super::model::{ErratumReport, LabOutcome, LabReport, Outcome, StandInReport, StepKind};
+use super::model::{
+    ErratumReport, LabOutcome, LabReport, Network, Outcome, StandInReport, StepKind,
+};
 
 #[derive(Debug, Serialize)]
 pub struct CanonicalLab {
@@ -21,7 +23,7 @@ pub struct CanonicalLab {
     pub handout: String,
     /// Left out for labs on the host network, as before the field existed.
     #[serde(skip_serializing_if = "is_host")]
-    pub network: String,
+    pub network: Network,
     pub outcome: LabOutcome,
     pub stand_ins: Vec<StandInReport>,
     pub substitutions: Vec<String>,
@@ -130,8 +132,8 @@ impl Redactor<'_> {
     }
 }
 
-fn is_host(network: &str) -> bool {
-    network == "host"
+fn is_host(network: &Network) -> bool {
+    *network == Network::Host
 }
 
 impl CanonicalLab {
@@ -143,7 +145,7 @@ impl CanonicalLab {
             id: lab.id.clone(),
             title: lab.title.clone(),
             handout: lab.handout.clone(),
-            network: lab.network.clone(),
+            network: lab.network,
             outcome: lab.outcome,
             stand_ins: lab.stand_ins.clone(),
             // The accelerator substitution exists only where KVM is unusable;

@@ -191,7 +191,7 @@ fn lab_section(
     let lab_duration = format_millis(lab.duration_ms);
     out.push_str(&fact_list(&[
         ("Handout section", &lab.handout),
-        ("Network", &lab.network),
+        ("Network", lab.network.as_str()),
         ("Duration", &lab_duration),
         ("Lab file", &lab.source),
     ]));
@@ -217,7 +217,7 @@ fn stand_ins(lab: &LabReport) -> String {
             out,
             "<li><code>{}</code>: the built-in guest as <code>{}</code></li>",
             text::html(&stand_in.name),
-            text::html(&stand_in.form)
+            text::html(stand_in.form.as_str())
         );
     }
     out.push_str("</ul>\n");

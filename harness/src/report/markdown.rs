@@ -100,7 +100,7 @@ fn failure_section(lab: &LabReport) -> String {
         text::markdown_inline(&lab.title),
         lab.outcome.word(),
         text::markdown_inline(&lab.handout),
-        text::markdown_inline(&lab.network),
+        text::markdown_inline(lab.network.as_str()),
     );
     for step in lab
         .steps

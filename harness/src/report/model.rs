@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::events::records::*;
+pub use crate::scenario::model::{GuestForm, Network};
 
 /// Bumped when a field changes meaning or disappears (adding one does not).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -27,9 +28,9 @@ pub struct LabReport {
     pub work_dir: String,
     pub outcome: LabOutcome,
     pub duration_ms: u64,
-    /// `host` or `namespace`: where the lab's host commands and VMs ran.
-    #[serde(default = "host_network")]
-    pub network: String,
+    /// Where the lab's host commands and VMs ran.
+    #[serde(default)]
+    pub network: Network,
     /// Files the handout names that the built-in guest stands in for.
     pub stand_ins: Vec<StandInReport>,
     /// Everything labcheck changed in the handout's QEMU command lines, per VM.
@@ -68,10 +69,6 @@ impl LabOutcome {
             LabOutcome::Error => "error",
         }
     }
-}
-
-fn host_network() -> String {
-    "host".to_string()
 }
 
 impl Report {

@@ -263,7 +263,7 @@ mod tests {
                 handout: "h".into(),
                 source: "s".into(),
                 work_dir: "w".into(),
-                network: "namespace".into(),
+                network: crate::report::Network::Namespace,
                 stand_ins: vec![],
                 substitutions: vec![],
                 steps: 4,

@@ -55,10 +55,40 @@ pub enum AfterFailure {
     GoOn,
 }
 
+/// `FromStr`, `Serialize` and `Deserialize` for a keyword enum with `ALL`
+/// and `as_str`: parsing, the lab file and report.json all spell it from
+/// that one table.
+macro_rules! keyword_impls {
+    ($keyword:ty) => {
+        impl FromStr for $keyword {
+            type Err = UnknownKeyword;
+
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                from_keyword(&Self::ALL, Self::as_str, text)
+            }
+        }
+
+        impl serde::Serialize for $keyword {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $keyword {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use keyword_impls;
+
 /// `network = "host"` (the default) or `network = "namespace"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Network {
     /// Host commands and QEMU run in the host's own network namespace.
+    #[default]
     Host,
     /// A private network namespace made for the lab (a user namespace too
     /// when labcheck is not root): its host commands and QEMU run inside,
@@ -79,13 +109,7 @@ impl Network {
     }
 }
 
-impl FromStr for Network {
-    type Err = UnknownKeyword;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        from_keyword(&Self::ALL, Self::as_str, text)
-    }
-}
+keyword_impls!(Network);
 
 /// A file the handout expects to exist, provided by the built-in guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,13 +147,7 @@ impl GuestForm {
     }
 }
 
-impl FromStr for GuestForm {
-    type Err = UnknownKeyword;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        from_keyword(&Self::ALL, Self::as_str, text)
-    }
-}
+keyword_impls!(GuestForm);
 
 /// A word that is none of an enum's keywords.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -172,7 +172,7 @@ impl<'a> LabRun<'a> {
             handout: lab.handout.clone(),
             source: lab.source.display().to_string(),
             work_dir: self.work_dir.display().to_string(),
-            network: lab.network.as_str().to_string(),
+            network: lab.network,
             substitutions: report_text::lab_substitutions(lab),
             steps: lab.steps.len() + lab.cleanup.len(),
             stand_ins: report_text::stand_ins(lab),

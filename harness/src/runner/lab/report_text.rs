@@ -122,7 +122,7 @@ pub(super) fn stand_ins(lab: &Lab) -> Vec<StandInReport> {
         .iter()
         .map(|image| StandInReport {
             name: image.name.clone(),
-            form: image.form.as_str().to_string(),
+            form: image.form,
         })
         .collect()
 }

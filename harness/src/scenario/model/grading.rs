@@ -5,7 +5,7 @@
 
 use std::str::FromStr;
 
-use super::{from_keyword, Action, Location, Step, UnknownKeyword};
+use super::{from_keyword, keyword_impls, Action, Location, Step, UnknownKeyword};
 
 /// A lab's grading: the files a submission may hold and the program that
 /// runs them, with the rubric's checks in it.
@@ -135,24 +135,4 @@ impl Visibility {
     }
 }
 
-impl FromStr for Visibility {
-    type Err = UnknownKeyword;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        from_keyword(&Self::ALL, Self::as_str, text)
-    }
-}
-
-/// Written as its keyword, so that results files read back what they wrote.
-impl serde::Serialize for Visibility {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Visibility {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+keyword_impls!(Visibility);
