@@ -46,7 +46,7 @@ impl ReportBuilder {
                         handout: handout.clone(),
                         source: source.clone(),
                         work_dir: work_dir.clone(),
-                        network: network.clone(),
+                        network: *network,
                         outcome: super::LabOutcome::Passed,
                         duration_ms: 0,
                         stand_ins: stand_ins.clone(),
