@@ -166,6 +166,28 @@ mod the_checks {
     }
 
     #[test]
+    fn test_only_files_are_left_out() {
+        let files: Vec<String> = source_files().into_iter().map(|f| f.relative).collect();
+        assert!(files.iter().any(|f| f == "sandbox/mod.rs"), "{files:?}");
+        assert!(!files.iter().any(|f| f == "sandbox/tests.rs"), "{files:?}");
+        assert!(
+            !files.iter().any(|f| f == "vm/rewrite/fixtures.rs"),
+            "{files:?}"
+        );
+    }
+
+    #[test]
+    fn child_modules_live_beside_their_parent() {
+        assert_eq!(child_module_dir("lib.rs"), "");
+        assert_eq!(child_module_dir("sandbox/mod.rs"), "sandbox/");
+        assert_eq!(child_module_dir("cli.rs"), "cli/");
+        assert_eq!(
+            child_module_dir("vm/allowlist/options.rs"),
+            "vm/allowlist/options/"
+        );
+    }
+
+    #[test]
     fn the_table_of_architecture_md_is_read() {
         let table = dependency_table();
         assert!(table["time"].is_empty(), "{table:?}");
@@ -337,11 +359,7 @@ fn source_files() -> Vec<SourceFile> {
 fn test_module_files(files: &[SourceFile]) -> BTreeSet<String> {
     let mut test_only = BTreeSet::new();
     for file in files {
-        let dir = match file.relative.rsplit_once('/') {
-            Some((dir, "mod.rs")) => dir.to_string(),
-            Some((dir, name)) => format!("{dir}/{}", name.trim_end_matches(".rs")),
-            None => file.relative.trim_end_matches(".rs").to_string(),
-        };
+        let children = child_module_dir(&file.relative);
         let lines: Vec<&str> = file.text.lines().collect();
         for pair in lines.windows(2) {
             let declared = pair[1]
@@ -349,15 +367,26 @@ fn test_module_files(files: &[SourceFile]) -> BTreeSet<String> {
                 .strip_prefix("mod ")
                 .and_then(|rest| rest.strip_suffix(';'));
             if let (true, Some(name)) = (pair[0].trim() == "#[cfg(test)]", declared) {
-                let dir = dir.strip_suffix("/lib").unwrap_or(&dir);
-                let dir = if dir == "lib" { "" } else { dir };
-                for candidate in [format!("{dir}/{name}.rs"), format!("{dir}/{name}/mod.rs")] {
-                    test_only.insert(candidate.trim_start_matches('/').to_string());
-                }
+                test_only.insert(format!("{children}{name}.rs"));
+                test_only.insert(format!("{children}{name}/mod.rs"));
             }
         }
     }
     test_only
+}
+
+/// Where the files of a file's child modules live, with a final `/` (empty
+/// for the crate root): `x/mod.rs` and `x.rs` keep them in `x/`.
+fn child_module_dir(relative: &str) -> String {
+    match relative {
+        "lib.rs" | "main.rs" => String::new(),
+        _ => format!(
+            "{}/",
+            relative
+                .strip_suffix("/mod.rs")
+                .unwrap_or_else(|| relative.trim_end_matches(".rs"))
+        ),
+    }
 }
 
 fn collect_rs(dir: &Path, into: &mut Vec<PathBuf>) {

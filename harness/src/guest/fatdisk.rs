@@ -8,13 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::init::DISK_LABEL;
+use super::tool::run_tool;
 use super::GuestError;
-use crate::process::{run_blocking, ShellExit, ShellOutput};
-use crate::time::Deadline;
-
-/// Each tool works on a 64 MiB image in well under a second; a minute means
-/// it hangs (an unexpected prompt, a broken tool), not that it is slow.
-pub(super) const TOOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Size of the FAT volume: room for the kernel, the initramfs and the state files.
 const DISK_KIB: u64 = 64 * 1024;
@@ -80,13 +75,7 @@ pub fn make_raw_disk(
 pub fn convert_to_qcow2(raw: &Path, qcow2: &Path) -> Result<(), GuestError> {
     let mut command = Command::new("qemu-img");
     command.args(["convert", "-O", "qcow2"]).arg(raw).arg(qcow2);
-    let output = run_blocking(&mut command, Deadline::after(TOOL_TIMEOUT)).map_err(|e| {
-        GuestError::Tool {
-            tool: "qemu-img".into(),
-            reason: format!("{e} (install qemu-utils)"),
-        }
-    })?;
-    check("qemu-img convert", &output)
+    run_tool("qemu-img convert", &mut command, " (install qemu-utils)").map(drop)
 }
 
 fn mtool(tools: &Tools, name: &str, image: &Path) -> Command {
@@ -117,24 +106,8 @@ impl ToolEnv<'_> {
             .env("MTOOLS_SKIP_CHECK", "1")
             .env_remove("MTOOLSRC");
         let label = format!("{command:?}");
-        let output =
-            run_blocking(command, Deadline::after(TOOL_TIMEOUT)).map_err(|e| GuestError::Tool {
-                tool: label.clone(),
-                reason: e.to_string(),
-            })?;
-        check(&label, &output)
+        run_tool(&label, command, "").map(drop)
     }
-}
-
-/// `Ok` when the tool exited 0; otherwise its exit and what it printed.
-pub(super) fn check(label: &str, output: &ShellOutput) -> Result<(), GuestError> {
-    if output.exit == ShellExit::Exited(0) {
-        return Ok(());
-    }
-    Err(GuestError::Tool {
-        tool: label.to_string(),
-        reason: format!("{:?}: {}", output.exit, output.text().trim()),
-    })
 }
 
 /// Writes `bytes` to `path` and stamps it with `epoch` (mcopy -m copies the mtime).

@@ -64,6 +64,7 @@ mod lock;
 mod lz4;
 mod mirror;
 mod modules;
+mod tool;
 
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -541,15 +542,7 @@ fn busybox_applets(busybox: &Path) -> Result<Vec<String>, GuestError> {
     let label = format!("{} --list-full", busybox.display());
     let mut command = std::process::Command::new(busybox);
     command.arg("--list-full");
-    let deadline = crate::time::Deadline::after(fatdisk::TOOL_TIMEOUT);
-    let output =
-        crate::process::run_blocking(&mut command, deadline).map_err(|e| GuestError::Tool {
-            tool: label.clone(),
-            reason: e.to_string(),
-        })?;
-    fatdisk::check(&label, &output)?;
-    Ok(output
-        .text()
+    Ok(tool::run_tool(&label, &mut command, "")?
         .lines()
         .map(|l| l.trim().trim_start_matches('/').to_string())
         .filter(|l| !l.is_empty())

@@ -4,14 +4,23 @@
 
 use std::path::{Path, PathBuf};
 
-/// A lab name that is neither a file nor `<dir>/<name>.toml`.
+/// Why the lab files a command names cannot be found.
 #[derive(Debug, thiserror::Error)]
-#[error("no lab `{name}`: neither a file nor {}; the labs there are: {}", expected.display(), known.join(", "))]
-pub struct NoSuchLab {
-    pub name: String,
-    pub expected: PathBuf,
-    /// The ids of the labs in the dir, sorted.
-    pub known: Vec<String>,
+pub enum FindError {
+    /// A name that is neither a file nor `<dir>/<name>.toml`.
+    #[error("no lab `{name}`: neither a file nor {}; the labs there are: {}", expected.display(), known.join(", "))]
+    NoSuchLab {
+        name: String,
+        expected: PathBuf,
+        /// The ids of the labs in the dir, sorted.
+        known: Vec<String>,
+    },
+    #[error("cannot list the labs in {}: {source}", dir.display())]
+    Unreadable {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The lab files of `dir` (`*.toml`), sorted by name.
@@ -33,14 +42,17 @@ pub fn id_of(file: &Path) -> String {
 
 /// `names` as lab files, in the order given: an existing file as it is,
 /// anything else as `<dir>/<name>.toml`. No names means every lab of `dir`.
-pub fn find_labs(dir: &Path, names: &[String]) -> Result<Vec<PathBuf>, NoSuchLab> {
+pub fn find_labs(dir: &Path, names: &[String]) -> Result<Vec<PathBuf>, FindError> {
     if names.is_empty() {
-        return Ok(lab_files_in(dir).unwrap_or_default());
+        return lab_files_in(dir).map_err(|source| FindError::Unreadable {
+            dir: dir.to_path_buf(),
+            source,
+        });
     }
     names.iter().map(|name| find_lab(dir, name)).collect()
 }
 
-fn find_lab(dir: &Path, name: &str) -> Result<PathBuf, NoSuchLab> {
+fn find_lab(dir: &Path, name: &str) -> Result<PathBuf, FindError> {
     let as_file = PathBuf::from(name);
     if as_file.is_file() {
         return Ok(as_file);
@@ -49,7 +61,7 @@ fn find_lab(dir: &Path, name: &str) -> Result<PathBuf, NoSuchLab> {
     if by_id.is_file() {
         return Ok(by_id);
     }
-    Err(NoSuchLab {
+    Err(FindError::NoSuchLab {
         name: name.to_string(),
         expected: by_id,
         known: lab_files_in(dir)
@@ -95,9 +107,18 @@ mod tests {
     fn an_unknown_name_lists_the_labs_there() {
         let dir = labs_dir();
         let error = find_labs(dir.path(), &["sockte".into()]).expect_err("unknown");
-        assert_eq!(error.known, ["socket", "tap"]);
+        let FindError::NoSuchLab { known, .. } = &error else {
+            panic!("{error}");
+        };
+        assert_eq!(known, &["socket", "tap"]);
         assert!(error
             .to_string()
             .starts_with("no lab `sockte`: neither a file nor "));
+    }
+
+    #[test]
+    fn an_unreadable_labs_dir_is_an_error_not_zero_labs() {
+        let error = find_labs(Path::new("/nonexistent-labs"), &[]).expect_err("no dir");
+        assert!(matches!(error, FindError::Unreadable { .. }), "{error}");
     }
 }
